@@ -1,0 +1,60 @@
+# Echo: `make run` starts the local stack; `make test` installs what the tests need and runs them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# Models the tests use: the smallest of each role.
+TEST_MODELS := whisper-tiny.en smollm2-135m piper-joe
+
+.DEFAULT_GOAL := help
+.PHONY: help run test models protos lint format clean bench
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+
+# Reinstall when pyproject.toml changes. llama-cpp-python compiles from source the first time
+# (about 6 minutes on 2 cores); pip caches the wheel it builds.
+$(VENV)/.local-installed: pyproject.toml | $(BIN)/python
+	@echo "Installing Echo and its local backends (first run compiles llama.cpp: ~6 min)..."
+	$(PIP) install -e '.[local]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	@echo "Installing Echo with test dependencies (first run compiles llama.cpp: ~6 min)..."
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.local-installed ## Set up everything and start the whole local stack (Ctrl-C stops it)
+	$(BIN)/echo-voice models pull
+	$(BIN)/echo-voice run
+
+test: $(VENV)/.dev-installed ## Install test dependencies, pull the small models, run lint and tests
+	$(BIN)/echo-voice models pull $(TEST_MODELS)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+models: $(VENV)/.local-installed ## Pull the default models into ~/.cache/echo/models
+	$(BIN)/echo-voice models pull
+
+protos: $(VENV)/.dev-installed ## Regenerate the Python stubs from protos/
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
+		--grpc_python_out=protos protos/echo/v1/*.proto
+
+lint: $(VENV)/.dev-installed ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed ## ruff format + autofix
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.local-installed ## Voice-to-voice latency benchmark (default models)
+	$(BIN)/echo-voice models pull
+	$(BIN)/python bench/latency.py
+
+clean: ## Remove the virtual environment and caches (models stay in ~/.cache/echo)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,177 @@
+"""faster-whisper (CTranslate2, CPU int8): streaming partials by re-decoding the growing utterance."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+from echo.v1 import audio_pb2, stt_pb2
+
+from services.common import models
+from services.common.audio import decode_to_mono16k, pcm16_to_float, resample, to_mono
+from services.common.errors import InvalidArgument
+from services.stt.config import STTSettings
+
+log = logging.getLogger("echo.stt.whisper")
+
+RATE = 16000
+SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+FILE_ENCODINGS = {
+    audio_pb2.WAV: "wav",
+    audio_pb2.MP3: "mp3",
+    audio_pb2.OGG_VORBIS: "ogg",
+    audio_pb2.WEBM_OPUS: "webm",
+    audio_pb2.PCM_S16LE: "pcm_s16le",
+}
+
+
+def check_stream_format(fmt: audio_pb2.AudioFormat) -> None:
+    if fmt.encoding != audio_pb2.PCM_S16LE:
+        raise InvalidArgument(
+            f"streaming recognition takes pcm_s16le audio, not {audio_pb2.AudioEncoding.Name(fmt.encoding)}"
+        )
+    if fmt.sample_rate not in SUPPORTED_RATES:
+        raise InvalidArgument(f"sample rate {fmt.sample_rate} is not supported; use one of {SUPPORTED_RATES}")
+    if fmt.channels not in (0, 1, 2):
+        raise InvalidArgument(f"{fmt.channels} channels are not supported; send mono or stereo")
+
+
+class WhisperBackend:
+    name = "whisper"
+
+    def __init__(self, settings: STTSettings) -> None:
+        self.settings = settings
+        self.model = None
+        self.multilingual = False
+        # One decode at a time: CTranslate2 already uses every configured thread for one.
+        self._decode_slot = asyncio.Semaphore(1)
+
+    async def start(self) -> None:
+        from faster_whisper import WhisperModel
+
+        path = models.resolve(self.settings.model)
+        log.info("loading Whisper model from %s", path)
+        started = time.monotonic()
+        self.model = await asyncio.to_thread(
+            WhisperModel, str(path), device="cpu", compute_type="int8", cpu_threads=self.settings.threads
+        )
+        self.multilingual = bool(self.model.model.is_multilingual)
+        # A first decode pays one-off allocation costs; pay them before reporting SERVING.
+        await self._decode(np.zeros(RATE, dtype=np.float32), "en" if not self.multilingual else None, 1)
+        log.info("Whisper ready in %.1f s (multilingual=%s)", time.monotonic() - started, self.multilingual)
+
+    async def close(self) -> None:
+        self.model = None
+
+    def _language(self, requested: str) -> str | None:
+        lang = (requested or self.settings.language or "").split("-")[0].lower() or None
+        if not self.multilingual:
+            if lang not in (None, "en"):
+                raise InvalidArgument(f"model {self.settings.model} is English-only; language {requested!r}")
+            return "en"
+        return lang
+
+    def _decode_sync(self, samples: np.ndarray, language: str | None, beam: int) -> tuple[list, str]:
+        assert self.model is not None
+        segments, info = self.model.transcribe(
+            samples,
+            language=language,
+            beam_size=beam,
+            vad_filter=False,
+            condition_on_previous_text=False,
+        )
+        return list(segments), info.language
+
+    async def _decode(self, samples: np.ndarray, language: str | None, beam: int) -> tuple[list, str, float]:
+        async with self._decode_slot:
+            started = time.perf_counter()
+            segments, lang = await asyncio.to_thread(self._decode_sync, samples, language, beam)
+            return segments, lang, (time.perf_counter() - started) * 1000
+
+    def _event(
+        self, kind: int, segments: list, lang: str, ms: float, audio_s: float
+    ) -> stt_pb2.TranscriptEvent:
+        text = " ".join(s.text.strip() for s in segments).strip()
+        return stt_pb2.TranscriptEvent(
+            kind=kind,
+            text=text,
+            start_s=segments[0].start if segments else 0.0,
+            end_s=segments[-1].end if segments else 0.0,
+            language=lang,
+            decode_ms=ms,
+            audio_s=audio_s,
+        )
+
+    async def stream(
+        self, config: stt_pb2.RecognitionConfig, audio: AsyncIterator[bytes]
+    ) -> AsyncIterator[stt_pb2.TranscriptEvent]:
+        check_stream_format(config.audio)
+        language = self._language(config.language)
+        rate, channels = config.audio.sample_rate, config.audio.channels or 1
+        chunks: list[np.ndarray] = []
+        total = 0
+        decoded_upto = 0
+        partial: asyncio.Task | None = None
+        interval = int(self.settings.partial_interval_s * RATE)
+        leftover = b""
+        try:
+            async for data in audio:
+                data = leftover + data
+                cut = len(data) - len(data) % (2 * channels)
+                data, leftover = data[:cut], data[cut:]
+                samples = resample(to_mono(pcm16_to_float(data), channels), rate, RATE)
+                chunks.append(samples)
+                total += len(samples)
+                if partial is not None and partial.done():
+                    segments, lang, ms = partial.result()
+                    partial = None
+                    yield self._event(
+                        stt_pb2.TranscriptEvent.PARTIAL, segments, lang, ms, decoded_upto / RATE
+                    )
+                if config.interim_results and partial is None and total - decoded_upto >= interval:
+                    decoded_upto = total
+                    snapshot = np.concatenate(chunks)
+                    # Partials use greedy decoding: they are replaced anyway, and speed matters more.
+                    partial = asyncio.create_task(self._decode(snapshot, language, 1))
+            if partial is not None:
+                # The final decode supersedes this partial; let it finish rather than race it.
+                await partial
+                partial = None
+            samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+            if len(samples) < RATE // 10:
+                yield stt_pb2.TranscriptEvent(kind=stt_pb2.TranscriptEvent.FINAL, audio_s=len(samples) / RATE)
+                return
+            segments, lang, ms = await self._decode(samples, language, self.settings.beam_size)
+            yield self._event(stt_pb2.TranscriptEvent.FINAL, segments, lang, ms, len(samples) / RATE)
+        finally:
+            if partial is not None:
+                partial.cancel()
+
+    async def recognize(self, request: stt_pb2.RecognizeRequest) -> stt_pb2.RecognizeResponse:
+        if request.uri:
+            raise InvalidArgument("the whisper backend takes audio bytes, not a uri")
+        if not request.audio:
+            raise InvalidArgument("no audio in the request")
+        fmt = request.config.audio
+        encoding = FILE_ENCODINGS.get(fmt.encoding)
+        if encoding is None:
+            encoding = "wav" if request.audio[:4] == b"RIFF" else ""
+        if not encoding:
+            raise InvalidArgument("say the audio encoding in config.audio.encoding")
+        if encoding == "pcm_s16le":
+            check_stream_format(fmt)
+        samples = await asyncio.to_thread(
+            decode_to_mono16k, request.audio, encoding, fmt.sample_rate, fmt.channels or 1
+        )
+        language = self._language(request.config.language)
+        segments, lang, ms = await self._decode(samples, language, self.settings.beam_size)
+        return stt_pb2.RecognizeResponse(
+            text=" ".join(s.text.strip() for s in segments).strip(),
+            segments=[stt_pb2.Segment(text=s.text.strip(), start_s=s.start, end_s=s.end) for s in segments],
+            language=lang,
+            duration_s=len(samples) / RATE,
+            processing_ms=ms,
+        )
