@@ -32,7 +32,11 @@ run: $(VENV)/.local-installed ## Set up everything and start the whole local sta
 	$(BIN)/echo-voice models pull
 	$(BIN)/echo-voice run
 
-test: $(VENV)/.dev-installed ## Install test dependencies, pull the small models, run lint and tests
+# Fragments (deploy/*.mk) add prerequisites of `make test` here, e.g. their own tool installs.
+TEST_PREREQS :=
+-include deploy/*.mk
+
+test: $(VENV)/.dev-installed $(TEST_PREREQS) ## Install test dependencies, pull the small models, run lint and tests
 	$(BIN)/echo-voice models pull $(TEST_MODELS)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
