@@ -1,0 +1,91 @@
+"""Start Echo's services as real processes for tests, and stop them afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.common.healthcheck import check
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """``python -m MODULE`` in its own process group, with its output kept in a log file."""
+
+    def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str | None = None) -> None:
+        self.module = module
+        self.name = name or module.rsplit(".", 1)[-1]
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.log_path = log_dir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_healthy(self, address: str, timeout: float = 180.0) -> None:
+        """Block until the gRPC health service says SERVING (models loaded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if asyncio.run(check(address, timeout=1.0)):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"{self.name} not healthy after {timeout} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
+
+
+def start_grpc_service(
+    service: str, env: dict[str, str], log_dir: Path, timeout: float = 180.0
+) -> tuple[ServiceProcess, str]:
+    """Start ``services.<service>`` on a free port; returns the process and its address."""
+    port = free_port()
+    prefix = f"ECHO_{service.upper()}_"
+    proc = ServiceProcess(
+        f"services.{service}", {f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), **env}, log_dir
+    ).start()
+    address = f"127.0.0.1:{port}"
+    try:
+        proc.wait_healthy(address, timeout)
+    except Exception:
+        proc.stop()
+        raise
+    return proc, address
