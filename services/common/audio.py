@@ -7,10 +7,12 @@ import wave
 
 import numpy as np
 
+from services.common.errors import InvalidArgument
+
 SAMPLE_WIDTH = 2  # bytes per pcm_s16le sample
 
 
-class AudioFormatError(ValueError):
+class AudioFormatError(InvalidArgument):
     """Audio that is not what it claims to be."""
 
 

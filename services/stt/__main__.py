@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from echo.v1 import stt_pb2, stt_pb2_grpc
-
 from services.common.grpc_server import run_service
 from services.stt import backends, config
 from services.stt.server import SpeechToTextServicer

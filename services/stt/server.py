@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-from echo.v1 import stt_pb2, stt_pb2_grpc
 
+from echo.v1 import stt_pb2, stt_pb2_grpc
 from services.common.errors import InvalidArgument, stream_errors, unary_errors
 from services.stt.backends.base import STTBackend
 

@@ -8,8 +8,8 @@ import time
 from collections.abc import AsyncIterator
 
 import numpy as np
-from echo.v1 import audio_pb2, stt_pb2
 
+from echo.v1 import audio_pb2, stt_pb2
 from services.common import models
 from services.common.audio import decode_to_mono16k, pcm16_to_float, resample, to_mono
 from services.common.errors import InvalidArgument
