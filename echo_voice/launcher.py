@@ -1,0 +1,109 @@
+"""`echo-voice run`: start the four services and the gateway, wait until ready, stop them together."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+
+from gateway.config import load as load_gateway
+from services.common.healthcheck import check
+
+SERVICES = ("storage", "tts", "stt", "llm")
+DEFAULT_PORTS = {"stt": 50051, "llm": 50052, "tts": 50053, "storage": 50054}
+
+
+def _addresses() -> dict[str, tuple[str, int]]:
+    """Each service's bind address, read the way the services read it (ECHO_<SVC>_HOST/PORT)."""
+    return {
+        name: (
+            os.environ.get(f"ECHO_{name.upper()}_HOST", "127.0.0.1"),
+            int(os.environ.get(f"ECHO_{name.upper()}_PORT", port)),
+        )
+        for name, port in DEFAULT_PORTS.items()
+    }
+
+
+async def _pipe(name: str, stream: asyncio.StreamReader) -> None:
+    width = max(len(n) for n in (*SERVICES, "gateway"))
+    while line := await stream.readline():
+        sys.stdout.write(f"{name:>{width}} | {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+async def _start(name: str, module: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    asyncio.get_running_loop().create_task(_pipe(name, proc.stdout))
+    return proc
+
+
+async def run_stack() -> int:
+    addresses = _addresses()
+    gateway = load_gateway()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name, (host, port) in addresses.items():
+        connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        env.setdefault(f"ECHO_{name.upper()}_ADDR", f"{connect_host}:{port}")
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    try:
+        for name in SERVICES:
+            procs[name] = await _start(name, f"services.{name}", env)
+        print("Echo: loading models (first start takes a little while)...", flush=True)
+        pending = set(SERVICES)
+        while pending and not stop.is_set():
+            for name in list(pending):
+                if procs[name].returncode is not None:
+                    print(f"Echo: the {name} service exited ({procs[name].returncode}); see its log above")
+                    return 1
+                if await check(env[f"ECHO_{name.upper()}_ADDR"], timeout=0.5):
+                    pending.discard(name)
+                    print(f"Echo: {name} ready ({time.monotonic() - started:.1f} s)", flush=True)
+            await asyncio.sleep(0.3)
+        if stop.is_set():
+            return 130
+        procs["gateway"] = await _start("gateway", "gateway", env)
+        base = f"{gateway.host}:{gateway.port}"
+        print(
+            f"\nEcho is up in {time.monotonic() - started:.1f} s.\n"
+            f"  Web voice client:  http://{base}/\n"
+            f"  Voice WebSocket:   ws://{base}/v1/voice\n"
+            f"  Conversations API: http://{base}/v1/conversations\n"
+            f"  Readiness:         http://{base}/readyz\n"
+            f"  Try:               echo-voice talk some.wav   |   echo-voice chat\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        waiters = [asyncio.create_task(p.wait()) for p in procs.values()]
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([*waiters, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for name, proc in procs.items():
+            if proc.returncode is not None and not stop.is_set():
+                print(f"Echo: the {name} process exited ({proc.returncode}); stopping everything")
+        stopper.cancel()
+        return 0
+    finally:
+        print("Echo: stopping...", flush=True)
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+        print("Echo: stopped.", flush=True)

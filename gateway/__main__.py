@@ -1,0 +1,26 @@
+"""`python -m gateway`: run the gateway (HTTP + WebSocket)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway import config
+from gateway.app import create_app
+from services.common.grpc_server import configure_logging
+
+
+def main() -> None:
+    settings = config.load()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        ws_max_size=max(settings.max_frame_bytes, settings.max_message_bytes) * 4,
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

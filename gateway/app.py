@@ -1,0 +1,170 @@
+"""The FastAPI app: the /v1/voice WebSocket, the conversations REST API, health, the web client."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Query, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+from echo.v1 import storage_pb2
+from gateway import config
+from gateway.clients import Services, rpc_error
+from gateway.config import GatewaySettings
+from gateway.session import VoiceSession
+from gateway.vad import SileroModel
+
+log = logging.getLogger("echo.gateway")
+HERE = Path(__file__).parent
+
+
+def _turn_json(turn: storage_pb2.Turn) -> dict[str, Any]:
+    return {
+        "conversation_id": turn.conversation_id,
+        "timestamp": turn.timestamp,
+        "session_id": turn.session_id,
+        "turn_id": turn.turn_id,
+        "client_input": turn.client_input,
+        "agent_response": turn.agent_response,
+        "interrupted": turn.interrupted,
+        "metadata": json.loads(turn.metadata_json or "{}"),
+        "input_audio_key": turn.input_audio_key,
+        "output_audio_key": turn.output_audio_key,
+    }
+
+
+def _storage_failure(e: grpc.aio.AioRpcError) -> JSONResponse:
+    if e.code() == grpc.StatusCode.NOT_FOUND:
+        return JSONResponse({"error": {"code": "not_found", "message": e.details()}}, status_code=404)
+    if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        return JSONResponse({"error": {"code": "invalid_request", "message": e.details()}}, status_code=400)
+    error = rpc_error("storage", e)
+    return JSONResponse({"error": {"code": error.code, "message": error.message}}, status_code=503)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or config.load()
+    prompt_file = (
+        Path(settings.system_prompt_file) if settings.system_prompt_file else HERE / "prompts/system.txt"
+    )
+    system_prompt = prompt_file.read_text().strip()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = Services.connect(settings)
+        app.state.vad = SileroModel()
+        log.info(
+            "gateway using stt=%s llm=%s tts=%s storage=%s",
+            settings.stt_addr,
+            settings.llm_addr,
+            settings.tts_addr,
+            settings.storage_addr,
+        )
+        yield
+        await app.state.services.close()
+
+    app = FastAPI(title="Echo gateway", version="1", lifespan=lifespan)
+
+    @app.websocket("/v1/voice")
+    async def voice(ws: WebSocket) -> None:
+        await ws.accept()
+        session = VoiceSession(ws, app.state.services, settings, app.state.vad, system_prompt)
+        await session.run()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        statuses = await app.state.services.health()
+        ready = all(s == "SERVING" for s in statuses.values())
+        return JSONResponse({"ready": ready, "services": statuses}, status_code=200 if ready else 503)
+
+    @app.get("/v1/conversations")
+    async def list_conversations(limit: int = Query(50, ge=1, le=500), session_id: str = "") -> JSONResponse:
+        try:
+            reply = await app.state.services.storage.ListConversations(
+                storage_pb2.ListConversationsRequest(limit=limit, session_id=session_id),
+                timeout=settings.storage_timeout_s,
+            )
+        except grpc.aio.AioRpcError as e:
+            return _storage_failure(e)
+        return JSONResponse(
+            {
+                "conversations": [
+                    {
+                        "conversation_id": c.conversation_id,
+                        "first_timestamp": c.first_timestamp,
+                        "last_timestamp": c.last_timestamp,
+                        "turn_count": c.turn_count,
+                        "summary": c.summary,
+                        "last_client_input": c.last_client_input,
+                    }
+                    for c in reply.conversations
+                ]
+            }
+        )
+
+    async def get_conversation(conversation_id: str) -> storage_pb2.Conversation:
+        return await app.state.services.storage.GetConversation(
+            storage_pb2.GetConversationRequest(conversation_id=conversation_id),
+            timeout=settings.storage_timeout_s,
+        )
+
+    @app.get("/v1/conversations/{conversation_id}")
+    async def conversation(conversation_id: str) -> JSONResponse:
+        try:
+            found = await get_conversation(conversation_id)
+        except grpc.aio.AioRpcError as e:
+            return _storage_failure(e)
+        return JSONResponse(
+            {
+                "conversation_id": found.conversation_id,
+                "summary": found.summary,
+                "turns": [_turn_json(t) for t in found.turns],
+            }
+        )
+
+    @app.get("/v1/conversations/{conversation_id}/audio/{key:path}", response_model=None)
+    async def audio(conversation_id: str, key: str) -> StreamingResponse | JSONResponse:
+        try:
+            found = await get_conversation(conversation_id)
+        except grpc.aio.AioRpcError as e:
+            return _storage_failure(e)
+        # Only audio that belongs to this conversation is served through it.
+        if key not in {k for t in found.turns for k in (t.input_audio_key, t.output_audio_key) if k}:
+            return JSONResponse(
+                {"error": {"code": "not_found", "message": f"no audio {key!r} in this conversation"}},
+                status_code=404,
+            )
+        call = app.state.services.storage.GetAudio(
+            storage_pb2.GetAudioRequest(key=key), timeout=settings.storage_timeout_s * 6
+        )
+        try:
+            first = await call.read()
+        except grpc.aio.AioRpcError as e:
+            return _storage_failure(e)
+        if first is grpc.aio.EOF:
+            return JSONResponse({"error": {"code": "not_found", "message": key}}, status_code=404)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield first.data
+            async for chunk in call:
+                yield chunk.data
+
+        return StreamingResponse(body(), media_type=first.content_type or "application/octet-stream")
+
+    if settings.web_client:
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(HERE / "static/index.html")
+
+    return app

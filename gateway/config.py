@@ -1,0 +1,47 @@
+"""Gateway settings (ECHO_GATEWAY_*, plus the service addresses ECHO_<SVC>_ADDR)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.common.config import load_settings
+
+
+@dataclass
+class GatewaySettings:
+    host: str = field(default="127.0.0.1", metadata={"help": "bind address"})
+    port: int = field(default=8080, metadata={"help": "HTTP/WebSocket port"})
+    stt_addr: str = field(default="127.0.0.1:50051", metadata={"env": "ECHO_STT_ADDR", "help": "stt service"})
+    llm_addr: str = field(default="127.0.0.1:50052", metadata={"env": "ECHO_LLM_ADDR", "help": "llm service"})
+    tts_addr: str = field(default="127.0.0.1:50053", metadata={"env": "ECHO_TTS_ADDR", "help": "tts service"})
+    storage_addr: str = field(
+        default="127.0.0.1:50054", metadata={"env": "ECHO_STORAGE_ADDR", "help": "storage service"}
+    )
+    # Limits that protect the session (documented in docs/protocol.md).
+    max_frame_bytes: int = field(default=65536, metadata={"help": "largest binary audio frame"})
+    max_text_chars: int = field(default=2000, metadata={"help": "longest input.text"})
+    max_message_bytes: int = field(default=16384, metadata={"help": "largest JSON text frame"})
+    max_utterance_s: float = field(default=30.0, metadata={"help": "a longer utterance is cut here"})
+    # Turn-taking.
+    vad_threshold: float = field(default=0.5, metadata={"help": "Silero speech probability for speech"})
+    end_silence_ms: int = field(default=500, metadata={"help": "silence that ends a user turn"})
+    min_speech_ms: int = field(default=150, metadata={"help": "shorter blips are not speech"})
+    barge_in: bool = field(default=True, metadata={"help": "user speech interrupts Echo's reply"})
+    # The reply.
+    system_prompt_file: str = field(default="", metadata={"help": "persona template (default: built-in)"})
+    llm_model: str = field(default="", metadata={"help": "model name passed to the llm service"})
+    max_tokens: int = field(default=200, metadata={"help": "reply length cap in tokens"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
+    history_turns: int = field(default=8, metadata={"help": "past turns sent to the LLM"})
+    voice: str = field(default="", metadata={"help": "default voice (empty: the tts service's)"})
+    # Deadlines for gRPC calls, seconds.
+    llm_timeout_s: float = 90.0
+    tts_timeout_s: float = 60.0
+    stt_timeout_s: float = 90.0
+    storage_timeout_s: float = 10.0
+    web_client: bool = field(default=True, metadata={"help": "serve the web voice client at /"})
+    log_level: str = "INFO"
+
+
+def load() -> GatewaySettings:
+    return load_settings(GatewaySettings, prefix="ECHO_GATEWAY_", section="gateway")

@@ -1,0 +1,720 @@
+"""One WebSocket voice session: audio in, VAD, transcript, LLM tokens, speech out, memory.
+
+Concurrency model: the receive loop never waits on a model. Each user utterance streams into its
+own STT call; each reply runs as one task (LLM stream feeding a sentence queue, a speaker task
+turning sentences into audio). Interrupting a reply cancels that task, which cancels its gRPC
+calls, so no orphaned inference keeps running downstream. Saves to storage go through a per-session
+queue with retries, so a slow or dead storage service never stalls the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import numpy as np
+from fastapi import WebSocket
+
+from echo.v1 import audio_pb2, llm_pb2, storage_pb2, stt_pb2, tts_pb2
+from gateway.clients import Services, rpc_error
+from gateway.config import GatewaySettings
+from gateway.protocol import (
+    AudioSpec,
+    ErrorCode,
+    ProtocolError,
+    number_field,
+    parse_input_audio,
+    parse_message,
+    parse_output_audio,
+    string_field,
+)
+from gateway.sentences import SentenceSplitter
+from gateway.vad import RATE, SileroModel, StreamingVAD
+from services.common.audio import float_to_pcm16, pcm16_to_float, resample, to_mono, wav_bytes
+
+log = logging.getLogger("echo.gateway.session")
+
+PREROLL_S = 0.3  # audio kept from before the VAD fired, so the first syllable is not clipped
+OUTPUT_FRAME_S = 0.1  # reply audio is sent in frames this long
+SAVE_RETRIES = (0.5, 1.0, 2.0)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+@dataclass
+class Utterance:
+    """The user's speech for one turn, streaming into the STT service."""
+
+    turn_id: str
+    audio: bytearray  # 16 kHz mono pcm_s16le
+    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[stt_pb2.TranscriptEvent | None] | None = None
+    speech_end_wall: float | None = None  # perf_counter() when the last voiced audio arrived
+    finished: bool = False
+
+    def feed(self, pcm: bytes) -> None:
+        self.audio += pcm
+        self.queue.put_nowait(pcm)
+
+
+@dataclass
+class Reply:
+    turn_id: str
+    user_text: str
+    input_audio: bytes
+    timings: dict[str, float]
+    speech_end_wall: float
+    text: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    audio: bytearray = field(default_factory=bytearray)
+    # (sentence, start_ms, end_ms) on the reply's audio timeline, for finding what was heard.
+    segments: list[tuple[str, float, float]] = field(default_factory=list)
+    playback_ms: float | None = None
+    audio_started: bool = False
+    interrupted: bool = False
+    interrupt_reason: str = ""
+    error: str = ""
+    task: asyncio.Task[None] | None = None
+    # Fixed at creation: a retried save reuses it, and storage dedupes on (conversation, timestamp).
+    stamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def spoken_text(self, output_rate: int) -> str:
+        """What the user heard: everything when the reply completed, else the part played so far
+        (by the client's playback position when it sent one, else by audio sent)."""
+        if not self.interrupted:
+            return self.text.strip()
+        sent_ms = len(self.audio) / 2 / output_rate * 1000
+        heard_ms = min(self.playback_ms, sent_ms) if self.playback_ms is not None else sent_ms
+        parts: list[str] = []
+        for sentence, start, end in self.segments:
+            if heard_ms >= end:
+                parts.append(sentence)
+            elif heard_ms > start:
+                words = sentence.split()
+                parts.append(" ".join(words[: int(len(words) * (heard_ms - start) / (end - start))]))
+        return " ".join(p for p in parts if p).strip()
+
+
+class VoiceSession:
+    def __init__(
+        self,
+        ws: WebSocket,
+        services: Services,
+        settings: GatewaySettings,
+        vad_model: SileroModel,
+        system_prompt: str,
+    ) -> None:
+        self.ws = ws
+        self.services = services
+        self.settings = settings
+        self.vad_model = vad_model
+        self.system_prompt = system_prompt
+        self.started = False
+        self.closed = False
+        self.session_id = ""
+        self.conversation_id = ""
+        self.input = AudioSpec()
+        self.output_rate = 22050
+        self.voice = settings.voice
+        self.language = "en"
+        self.history: list[tuple[str, str]] = []
+        self.vad: StreamingVAD | None = None
+        self.leftover = b""
+        self.recent = deque[np.ndarray]()  # the last PREROLL_S of input, 16 kHz float
+        self.recent_samples = 0
+        self.pending = bytearray()  # input since the last turn, for input.commit without VAD
+        self.utterance: Utterance | None = None
+        self.reply: Reply | None = None
+        self.send_lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.saves: asyncio.Queue[Reply | None] = asyncio.Queue()
+        self.unsaved: list[Reply] = []
+        self.saver: asyncio.Task[None] | None = None
+
+    # ----- sending -----------------------------------------------------------------------------
+
+    async def send(self, event: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        async with self.send_lock:
+            try:
+                await self.ws.send_text(json.dumps(event))
+            except Exception:  # the client went away; the receive loop notices and cleans up
+                self.closed = True
+
+    async def send_audio(self, pcm: bytes) -> None:
+        if self.closed:
+            return
+        async with self.send_lock:
+            try:
+                await self.ws.send_bytes(pcm)
+            except Exception:
+                self.closed = True
+
+    async def send_error(self, code: str, message: str, turn_id: str | None = None) -> None:
+        event: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if turn_id:
+            event["turn_id"] = turn_id
+        log.info("session %s error %s: %s", self.session_id or "-", code, message)
+        await self.send(event)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # ----- receive loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while not self.closed:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                try:
+                    if message.get("bytes") is not None:
+                        await self.on_audio(message["bytes"])
+                    elif message.get("text") is not None:
+                        await self.on_text(message["text"])
+                except ProtocolError as e:
+                    await self.send_error(e.code, e.message)
+        finally:
+            await self.shutdown()
+
+    async def on_text(self, text: str) -> None:
+        message = parse_message(text, self.settings.max_message_bytes)
+        kind = message["type"]
+        if kind == "session.start":
+            await self.start(message)
+            return
+        if not self.started:
+            raise ProtocolError(ErrorCode.SESSION_NOT_STARTED, f"send session.start before {kind}")
+        if kind == "input.text":
+            user_text = string_field(message, "text", "") or ""
+            if not user_text.strip():
+                raise ProtocolError(ErrorCode.EMPTY_INPUT, "input.text: 'text' is empty")
+            if len(user_text) > self.settings.max_text_chars:
+                raise ProtocolError(
+                    ErrorCode.TEXT_TOO_LONG,
+                    f"input.text is {len(user_text)} characters; the limit is {self.settings.max_text_chars}",
+                )
+            await self.interrupt("new_input")
+            turn_id = self.new_turn_id()
+            self.start_reply(turn_id, user_text.strip(), b"", {}, time.perf_counter())
+        elif kind == "input.commit":
+            await self.commit()
+        elif kind == "response.cancel":
+            await self.interrupt("client_cancel")
+        elif kind == "playback.position":
+            turn_id = string_field(message, "turn_id")
+            ms = number_field(message, "ms")
+            if self.reply is not None and self.reply.turn_id == turn_id:
+                self.reply.playback_ms = ms
+        elif kind == "session.end":
+            await self.end()
+
+    # ----- session lifecycle -------------------------------------------------------------------
+
+    async def start(self, message: dict[str, Any]) -> None:
+        if self.started:
+            raise ProtocolError(ErrorCode.SESSION_ALREADY_STARTED, "this session has already started")
+        spec = parse_input_audio(message)
+        requested_rate = parse_output_audio(message)
+        voice = string_field(message, "voice", self.settings.voice) or ""
+        language = string_field(message, "language", "en") or "en"
+        resume = string_field(message, "conversation_id")
+        native_rate = await self.check_voice(voice, language)
+        history: list[tuple[str, str]] = []
+        if resume:
+            history = await self.load_history(resume)
+        self.input, self.voice, self.language = spec, voice, language
+        self.output_rate = requested_rate or native_rate
+        self.history = history
+        self.session_id = uuid.uuid4().hex
+        self.conversation_id = resume or uuid.uuid4().hex
+        self.vad = StreamingVAD(
+            self.vad_model,
+            self.settings.vad_threshold,
+            self.settings.min_speech_ms,
+            self.settings.end_silence_ms,
+        )
+        self.started = True
+        self.saver = asyncio.create_task(self.save_loop())
+        self.spawn(self.save_session())
+        await self.send(
+            {
+                "type": "session.started",
+                "session_id": self.session_id,
+                "conversation_id": self.conversation_id,
+                "output_audio": {"encoding": "pcm_s16le", "sample_rate": self.output_rate, "channels": 1},
+                "voice": self.voice,
+                "resumed_turns": len(history),
+                "limits": {
+                    "max_frame_bytes": self.settings.max_frame_bytes,
+                    "max_text_chars": self.settings.max_text_chars,
+                    "max_utterance_s": self.settings.max_utterance_s,
+                },
+            }
+        )
+
+    async def check_voice(self, voice: str, language: str) -> int:
+        """The voice's native sample rate; unknown voices are refused before the session starts."""
+        try:
+            reply = await self.services.tts.ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
+        except grpc.aio.AioRpcError as e:
+            # No TTS now does not stop a session: replies will report tts errors as they happen.
+            error = rpc_error("tts", e)
+            await self.send_error(error.code, error.message)
+            return 22050
+        voices = {v.name: v for v in reply.voices}
+        if not voice:
+            default = next((v for v in reply.voices if v.is_default), None)
+            return default.sample_rate if default else 22050
+        if voice not in voices:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_VOICE, f"unknown voice {voice!r}; available: {', '.join(sorted(voices))}"
+            )
+        return voices[voice].sample_rate
+
+    async def load_history(self, conversation_id: str) -> list[tuple[str, str]]:
+        try:
+            conversation = await self.services.storage.GetConversation(
+                storage_pb2.GetConversationRequest(conversation_id=conversation_id),
+                timeout=self.settings.storage_timeout_s,
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                raise ProtocolError(
+                    ErrorCode.CONVERSATION_NOT_FOUND, f"no conversation {conversation_id!r} to resume"
+                ) from None
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"conversation_id: {e.details()}") from None
+            raise rpc_error("storage", e) from None
+        return [(t.client_input, t.agent_response) for t in conversation.turns]
+
+    async def save_session(self) -> None:
+        now = datetime.now(UTC).isoformat()
+        record = storage_pb2.Session(
+            session_id=self.session_id,
+            conversation_id=self.conversation_id,
+            created_at=now,
+            updated_at=now,
+            metadata_json=json.dumps(
+                {"voice": self.voice, "language": self.language, "input": vars(self.input)}
+            ),
+        )
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self.services.storage.SaveSession(record, timeout=self.settings.storage_timeout_s)
+
+    async def end(self) -> None:
+        await self.interrupt("session_end")
+        await self.flush_saves()
+        await self.send(
+            {"type": "session.ended", "session_id": self.session_id, "unsaved_turns": len(self.unsaved)}
+        )
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+    async def shutdown(self) -> None:
+        self.closed = True
+        if self.utterance is not None and self.utterance.task is not None:
+            self.utterance.task.cancel()
+        await self.interrupt("disconnect")
+        for task in list(self.tasks):
+            task.cancel()
+        await self.flush_saves()
+
+    def new_turn_id(self) -> str:
+        return uuid.uuid4().hex[:12]
+
+    # ----- audio in ----------------------------------------------------------------------------
+
+    async def on_audio(self, data: bytes) -> None:
+        if not self.started or self.vad is None:
+            raise ProtocolError(ErrorCode.SESSION_NOT_STARTED, "send session.start before audio")
+        if len(data) > self.settings.max_frame_bytes:
+            raise ProtocolError(
+                ErrorCode.FRAME_TOO_LARGE,
+                f"audio frame of {len(data)} bytes; the limit is {self.settings.max_frame_bytes}",
+            )
+        data = self.leftover + data
+        frame_bytes = 2 * self.input.channels
+        usable = len(data) - len(data) % frame_bytes
+        data, self.leftover = data[:usable], data[usable:]
+        if not data:
+            return
+        samples = resample(to_mono(pcm16_to_float(data), self.input.channels), self.input.sample_rate, RATE)
+        pcm = float_to_pcm16(samples)
+        arrived = time.perf_counter()
+        self.remember(samples)
+        self.pending += pcm
+        max_bytes = int(self.settings.max_utterance_s * RATE * 2)
+        del self.pending[: max(0, len(self.pending) - max_bytes)]
+        if self.utterance is not None:
+            self.utterance.feed(pcm)
+        # Silero is cheap (~0.2 ms per 32 ms frame) but it is still inference: keep it off the loop.
+        events = await asyncio.to_thread(self.vad.process, samples)
+        for event in events:
+            if event.kind == "start":
+                await self.on_speech_start(event.at_s)
+            else:
+                lag_s = self.vad.frames * 512 / RATE - event.at_s
+                await self.on_speech_end(event.at_s, arrived - lag_s)
+        if self.utterance is not None and len(self.utterance.audio) >= max_bytes:
+            self.finish_utterance(self.utterance, arrived)
+
+    def remember(self, samples: np.ndarray) -> None:
+        self.recent.append(samples)
+        self.recent_samples += len(samples)
+        while self.recent and self.recent_samples - len(self.recent[0]) >= PREROLL_S * RATE:
+            self.recent_samples -= len(self.recent.popleft())
+
+    async def on_speech_start(self, at_s: float) -> None:
+        await self.send({"type": "speech.started", "at_ms": _ms(at_s)})
+        if self.settings.barge_in:
+            await self.interrupt("barge_in")
+        if self.utterance is None:
+            preroll = float_to_pcm16(np.concatenate(list(self.recent))) if self.recent else b""
+            self.open_utterance(preroll)
+
+    async def on_speech_end(self, at_s: float, wall: float) -> None:
+        await self.send({"type": "speech.stopped", "at_ms": _ms(at_s)})
+        if self.utterance is not None:
+            self.finish_utterance(self.utterance, wall)
+
+    async def commit(self) -> None:
+        """input.commit: end the user's turn now, VAD or not."""
+        if self.utterance is None:
+            if len(self.pending) < RATE * 2 // 10:  # under 0.1 s
+                raise ProtocolError(ErrorCode.EMPTY_INPUT, "input.commit: no audio since the last turn")
+            await self.interrupt("new_input")
+            self.open_utterance(bytes(self.pending))
+        assert self.utterance is not None
+        if self.vad is not None:
+            self.vad.speaking = False
+        self.finish_utterance(self.utterance, time.perf_counter())
+
+    def open_utterance(self, initial: bytes) -> None:
+        utterance = Utterance(turn_id=self.new_turn_id(), audio=bytearray())
+        utterance.feed(initial)
+        utterance.task = self.spawn(self.transcribe(utterance))
+        self.utterance = utterance
+
+    def finish_utterance(self, utterance: Utterance, speech_end_wall: float) -> None:
+        if utterance.finished:
+            return
+        utterance.finished = True
+        utterance.speech_end_wall = speech_end_wall
+        utterance.queue.put_nowait(None)
+        self.utterance = None
+        self.pending.clear()
+        self.spawn(self.after_utterance(utterance, time.perf_counter()))
+
+    async def transcribe(self, utterance: Utterance) -> stt_pb2.TranscriptEvent | None:
+        config = stt_pb2.RecognitionConfig(
+            audio=audio_pb2.AudioFormat(encoding=audio_pb2.PCM_S16LE, sample_rate=RATE, channels=1),
+            language=self.language,
+            interim_results=True,
+        )
+
+        async def requests():  # type: ignore[no-untyped-def]
+            yield stt_pb2.StreamingRecognizeRequest(config=config)
+            while (chunk := await utterance.queue.get()) is not None:
+                yield stt_pb2.StreamingRecognizeRequest(audio=chunk)
+
+        call = self.services.stt.StreamingRecognize(requests(), timeout=self.settings.stt_timeout_s)
+        final = None
+        try:
+            async for event in call:
+                if event.kind == stt_pb2.TranscriptEvent.PARTIAL and not utterance.finished and event.text:
+                    await self.send(
+                        {"type": "transcript.partial", "turn_id": utterance.turn_id, "text": event.text}
+                    )
+                elif event.kind == stt_pb2.TranscriptEvent.FINAL:
+                    final = event
+        except grpc.aio.AioRpcError as e:
+            error = rpc_error("stt", e)
+            await self.send_error(error.code, error.message, utterance.turn_id)
+            return None
+        finally:
+            call.cancel()
+        return final
+
+    async def after_utterance(self, utterance: Utterance, finished_at: float) -> None:
+        assert utterance.task is not None
+        final = await utterance.task
+        if final is None:
+            return
+        now = time.perf_counter()
+        speech_end = utterance.speech_end_wall or finished_at
+        timings = {
+            "endpointing": _ms(finished_at - speech_end),
+            "stt": _ms(now - finished_at),
+            "stt_decode": round(final.decode_ms, 1),
+        }
+        text = final.text.strip()
+        await self.send({"type": "transcript.final", "turn_id": utterance.turn_id, "text": text})
+        if not text:
+            return  # nothing intelligible: no reply (documented)
+        await self.interrupt("new_input")
+        self.start_reply(utterance.turn_id, text, bytes(utterance.audio), timings, speech_end)
+
+    # ----- the reply ---------------------------------------------------------------------------
+
+    def start_reply(
+        self, turn_id: str, user_text: str, input_audio: bytes, timings: dict[str, float], speech_end: float
+    ) -> None:
+        reply = Reply(turn_id, user_text, input_audio, timings, speech_end)
+        self.reply = reply
+        reply.task = self.spawn(self.respond(reply))
+
+    async def interrupt(self, reason: str) -> None:
+        """Stop the reply in progress, if any, and wait until it has wound down."""
+        reply = self.reply
+        if reply is None or reply.task is None or reply.task.done():
+            return
+        reply.interrupted = True
+        reply.interrupt_reason = reason
+        reply.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reply.task
+
+    def messages(self, user_text: str) -> list[llm_pb2.ChatMessage]:
+        prompt = self.system_prompt.replace("{date}", datetime.now(UTC).strftime("%A %d %B %Y"))
+        messages = [llm_pb2.ChatMessage(role="system", content=prompt)]
+        for user, assistant in self.history[-self.settings.history_turns :]:
+            messages.append(llm_pb2.ChatMessage(role="user", content=user))
+            if assistant:
+                messages.append(llm_pb2.ChatMessage(role="assistant", content=assistant))
+        messages.append(llm_pb2.ChatMessage(role="user", content=user_text))
+        return messages
+
+    async def respond(self, reply: Reply) -> None:
+        started = time.perf_counter()
+        sentences: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
+        speaker = asyncio.create_task(self.speak(reply, sentences))
+        call = self.services.llm.Generate(
+            llm_pb2.GenerateRequest(
+                messages=self.messages(reply.user_text),
+                model=self.settings.llm_model,
+                sampling=llm_pb2.SamplingParams(
+                    max_tokens=self.settings.max_tokens, temperature=self.settings.temperature
+                ),
+                purpose="quick",
+            ),
+            timeout=self.settings.llm_timeout_s,
+        )
+        splitter = SentenceSplitter()
+        try:
+            async for event in call:
+                if event.delta:
+                    if not reply.text:
+                        reply.timings["llm_first_token"] = _ms(time.perf_counter() - started)
+                    reply.text += event.delta
+                    await self.send(
+                        {"type": "response.text.delta", "turn_id": reply.turn_id, "delta": event.delta}
+                    )
+                    for sentence in splitter.push(event.delta):
+                        sentences.put_nowait((sentence, time.perf_counter()))
+                if event.done:
+                    reply.model = event.model
+                    reply.usage = {
+                        "input_tokens": event.usage.input_tokens,
+                        "output_tokens": event.usage.output_tokens,
+                        "cost_usd": event.usage.cost_usd,
+                    }
+                    reply.timings["llm_total"] = _ms(time.perf_counter() - started)
+            for sentence in splitter.flush():
+                sentences.put_nowait((sentence, time.perf_counter()))
+            sentences.put_nowait(None)
+            await speaker
+        except asyncio.CancelledError:
+            reply.interrupted = True
+        except grpc.aio.AioRpcError as e:
+            error = rpc_error("llm", e)
+            reply.error = error.code
+            await self.send_error(error.code, error.message, reply.turn_id)
+        finally:
+            call.cancel()
+            if not speaker.done():
+                speaker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await speaker
+            reply.timings["total"] = _ms(time.perf_counter() - started)
+            await self.finish_reply(reply)
+
+    async def speak(self, reply: Reply, sentences: asyncio.Queue[tuple[str, float] | None]) -> None:
+        frame_bytes = int(self.output_rate * OUTPUT_FRAME_S) * 2
+        while (item := await sentences.get()) is not None:
+            sentence, queued_at = item
+            if reply.error:
+                continue  # TTS already failed this turn; the text still reaches the client
+            call = self.services.tts.Synthesize(
+                tts_pb2.SynthesizeRequest(
+                    text=sentence,
+                    voice=self.voice,
+                    language=self.language,
+                    format=audio_pb2.AudioFormat(encoding=audio_pb2.PCM_S16LE, sample_rate=self.output_rate),
+                ),
+                timeout=self.settings.tts_timeout_s,
+            )
+            start_ms = len(reply.audio) / 2 / self.output_rate * 1000
+            try:
+                async for response in call:
+                    if not response.audio:
+                        continue
+                    if not reply.audio_started:
+                        reply.audio_started = True
+                        now = time.perf_counter()
+                        reply.timings["tts_first_audio"] = _ms(now - queued_at)
+                        await self.send(
+                            {
+                                "type": "response.audio.start",
+                                "turn_id": reply.turn_id,
+                                "encoding": "pcm_s16le",
+                                "sample_rate": self.output_rate,
+                                "channels": 1,
+                            }
+                        )
+                        reply.timings["voice_to_voice"] = _ms(time.perf_counter() - reply.speech_end_wall)
+                    for i in range(0, len(response.audio), frame_bytes):
+                        frame = response.audio[i : i + frame_bytes]
+                        reply.audio += frame
+                        await self.send_audio(frame)
+            except grpc.aio.AioRpcError as e:
+                error = rpc_error("tts", e)
+                reply.error = error.code
+                await self.send_error(error.code, error.message, reply.turn_id)
+            finally:
+                call.cancel()
+                end_ms = len(reply.audio) / 2 / self.output_rate * 1000
+                if end_ms > start_ms:
+                    reply.segments.append((sentence, start_ms, end_ms))
+
+    async def finish_reply(self, reply: Reply) -> None:
+        if reply.audio_started:
+            await self.send({"type": "response.audio.end", "turn_id": reply.turn_id})
+        spoken = reply.spoken_text(self.output_rate)
+        done: dict[str, Any] = {
+            "type": "response.done",
+            "turn_id": reply.turn_id,
+            "text": spoken,
+            "interrupted": reply.interrupted,
+            "usage": reply.usage,
+            "timings_ms": reply.timings,
+        }
+        if reply.interrupted:
+            done["interrupt_reason"] = reply.interrupt_reason
+        if reply.error:
+            done["error"] = reply.error
+        await self.send(done)
+        # The next turn's context holds only what the user actually heard.
+        self.history.append((reply.user_text, spoken + ("…" if reply.interrupted and spoken else "")))
+        self.saves.put_nowait(reply)
+
+    # ----- memory ------------------------------------------------------------------------------
+
+    async def save_loop(self) -> None:
+        while (reply := await self.saves.get()) is not None:
+            if await self.save_with_retries(reply):
+                await self.retry_unsaved()
+
+    async def retry_unsaved(self) -> None:
+        retry, self.unsaved = self.unsaved, []
+        for reply in retry:
+            try:
+                await self.save(reply)
+            except grpc.aio.AioRpcError:
+                self.unsaved.append(reply)
+
+    async def save_with_retries(self, reply: Reply) -> bool:
+        for delay in (*SAVE_RETRIES, None):
+            try:
+                await self.save(reply)
+                return True
+            except grpc.aio.AioRpcError as e:
+                if delay is None or e.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                ):
+                    error = rpc_error("storage", e)
+                    self.unsaved.append(reply)
+                    await self.send_error(
+                        error.code,
+                        f"{error.message}; the turn is kept and will be saved later",
+                        reply.turn_id,
+                    )
+                    return False
+                await asyncio.sleep(delay)
+        return False
+
+    async def save(self, reply: Reply) -> None:
+        stamp = reply.stamp
+        timestamp = stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        key_stamp = stamp.strftime("%Y%m%dT%H%M%S%fZ")
+        timeout = self.settings.storage_timeout_s
+        input_key = output_key = ""
+        if reply.input_audio:
+            input_key = f"{self.session_id}/{key_stamp}_input.wav"
+            await self.put_audio(input_key, wav_bytes(reply.input_audio, RATE), timeout)
+        if reply.audio:
+            output_key = f"{self.session_id}/{key_stamp}_output.wav"
+            await self.put_audio(output_key, wav_bytes(bytes(reply.audio), self.output_rate), timeout)
+        metadata = {
+            "models": {"llm": reply.model},
+            "voice": self.voice,
+            "latency_ms": reply.timings,
+            "usage": reply.usage,
+            "interrupted": reply.interrupted,
+            "interrupt_reason": reply.interrupt_reason,
+            "generated_text": reply.text if reply.interrupted else "",
+            "error": reply.error,
+        }
+        await self.services.storage.SaveTurn(
+            storage_pb2.Turn(
+                conversation_id=self.conversation_id,
+                timestamp=timestamp,
+                session_id=self.session_id,
+                turn_id=reply.turn_id,
+                client_input=reply.user_text,
+                agent_response=reply.spoken_text(self.output_rate),
+                metadata_json=json.dumps(metadata),
+                input_audio_key=input_key,
+                output_audio_key=output_key,
+                interrupted=reply.interrupted,
+            ),
+            timeout=timeout,
+        )
+
+    async def put_audio(self, key: str, data: bytes, timeout: float) -> None:
+        async def chunks():  # type: ignore[no-untyped-def]
+            yield storage_pb2.PutAudioRequest(key=key, content_type="audio/wav")
+            for i in range(0, len(data), 256 * 1024):
+                yield storage_pb2.PutAudioRequest(data=data[i : i + 256 * 1024])
+
+        await self.services.storage.PutAudio(chunks(), timeout=timeout)
+
+    async def flush_saves(self) -> None:
+        """Wait for queued saves, then give earlier failures one more try."""
+        if self.saver is not None and not self.saver.done():
+            self.saves.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.saver
+        await self.retry_unsaved()
+        for reply in self.unsaved:
+            log.error("turn %s of conversation %s could not be saved", reply.turn_id, self.conversation_id)
