@@ -47,9 +47,10 @@ class SentenceSplitter:
                     match = m
                     break
             if match is None and self.emitted == 0 and self.first_clause_words:
-                clause = _CLAUSE.search(self.buffer)
-                if clause and len(self.buffer[: clause.start()].split()) >= self.first_clause_words:
-                    match = clause
+                for clause in _CLAUSE.finditer(self.buffer):
+                    if len(self.buffer[: clause.start()].split()) >= self.first_clause_words:
+                        match = clause
+                        break
             if match is None:
                 return pieces
             piece = self._cut(match.end())
