@@ -39,13 +39,14 @@ from gateway.protocol import (
 )
 from gateway.sentences import SentenceSplitter
 from gateway.vad import RATE, SileroModel, StreamingVAD
-from services.common.audio import float_to_pcm16, pcm16_to_float, resample, to_mono, wav_bytes
+from services.common.audio import float_to_pcm16, pcm16_to_float, resample, rms_dbfs, to_mono, wav_bytes
 
 log = logging.getLogger("echo.gateway.session")
 
 PREROLL_S = 0.3  # audio kept from before the VAD fired, so the first syllable is not clipped
 OUTPUT_FRAME_S = 0.1  # reply audio is sent in frames this long
 SAVE_RETRIES = (0.5, 1.0, 2.0)
+QUIET_DBFS = -50.0  # pending audio below this is silence, not a quiet user
 
 
 def _ms(seconds: float) -> float:
@@ -136,6 +137,7 @@ class VoiceSession:
         self.recent_samples = 0
         self.pending = bytearray()  # input since the last turn, for input.commit without VAD
         self.utterance: Utterance | None = None
+        self.vad_ended_turn = False
         self.reply: Reply | None = None
         self.send_lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -399,7 +401,11 @@ class VoiceSession:
     async def commit(self) -> None:
         """input.commit: end the user's turn now, VAD or not."""
         if self.utterance is None:
-            if len(self.pending) < RATE * 2 // 10:  # under 0.1 s
+            quiet = len(self.pending) < RATE * 2 // 10 or rms_dbfs(bytes(self.pending)) < QUIET_DBFS
+            if quiet and self.vad_ended_turn:
+                self.vad_ended_turn = False
+                return  # the VAD already ended this turn; its reply is on the way
+            if quiet:
                 raise ProtocolError(ErrorCode.EMPTY_INPUT, "input.commit: no audio since the last turn")
             await self.interrupt("new_input")
             self.open_utterance(bytes(self.pending))
@@ -420,6 +426,7 @@ class VoiceSession:
         utterance.finished = True
         utterance.speech_end_wall = speech_end_wall
         utterance.queue.put_nowait(None)
+        self.vad_ended_turn = True
         self.utterance = None
         self.pending.clear()
         self.spawn(self.after_utterance(utterance, time.perf_counter()))

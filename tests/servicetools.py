@@ -89,3 +89,34 @@ def start_grpc_service(
         proc.stop()
         raise
     return proc, address
+
+
+def wait_http(url: str, proc: ServiceProcess, timeout: float = 60.0, status: int = 200) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc is not None and proc.proc.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.proc.returncode}:\n{proc.log_tail()}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == status:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not answer {status} within {timeout} s:\n{proc.log_tail()}")
+
+
+def start_gateway(env: dict[str, str], log_dir: Path, name: str = "gateway") -> tuple[ServiceProcess, str]:
+    """Start the gateway on a free port; returns the process and its http://host:port base URL."""
+    port = free_port()
+    proc = ServiceProcess(
+        "gateway", {"ECHO_GATEWAY_HOST": "127.0.0.1", "ECHO_GATEWAY_PORT": str(port), **env}, log_dir, name
+    ).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz", proc)
+    except Exception:
+        proc.stop()
+        raise
+    return proc, base

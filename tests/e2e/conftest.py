@@ -1,0 +1,68 @@
+"""The whole local stack as separate processes: four gRPC services and the gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import require_model
+from tests.servicetools import ServiceProcess, free_port, start_gateway, start_grpc_service
+
+# The smallest models keep the suite inside CI's budget; `make run` uses the defaults.
+TEST_ENV = {
+    "ECHO_STT_MODEL": "whisper-tiny.en",
+    "ECHO_LLM_MODEL": "smollm2-135m",
+    "ECHO_TTS_VOICE": "piper-joe",
+}
+
+
+@dataclass
+class Stack:
+    base: str  # gateway http://host:port
+    addresses: dict[str, str]
+    processes: dict[str, ServiceProcess]
+
+    @property
+    def ws(self) -> str:
+        return self.base.replace("http://", "ws://") + "/v1/voice"
+
+
+@pytest.fixture(scope="session")
+def stack(log_dir, tmp_path_factory):
+    for model in TEST_ENV.values():
+        require_model(model)
+    data_dir = tmp_path_factory.mktemp("echo-data")
+    env = {**TEST_ENV, "ECHO_DATA_DIR": str(data_dir), "ECHO_STORAGE_DATA_DIR": str(data_dir)}
+    processes: dict[str, ServiceProcess] = {}
+    addresses: dict[str, str] = {}
+    try:
+        for name in ("storage", "tts", "stt", "llm"):
+            processes[name], addresses[name] = start_grpc_service(name, env, log_dir)
+        gateway_env = {f"ECHO_{n.upper()}_ADDR": a for n, a in addresses.items()}
+        # Low temperature keeps replies short and on-topic; the assertions do not depend on wording.
+        gateway_env |= {"ECHO_GATEWAY_TEMPERATURE": "0.2", "ECHO_GATEWAY_MAX_TOKENS": "60"}
+        processes["gateway"], base = start_gateway(gateway_env, log_dir)
+        yield Stack(base, addresses, processes)
+    finally:
+        for proc in reversed(processes.values()):
+            proc.stop()
+
+
+@pytest.fixture()
+def gateway_with(stack, log_dir):
+    """Start an extra gateway whose addresses are overridden, e.g. one service pointed at a dead port."""
+    started: list[ServiceProcess] = []
+
+    def make(dead: tuple[str, ...] = (), env: dict[str, str] | None = None) -> str:
+        gateway_env = {f"ECHO_{n.upper()}_ADDR": a for n, a in stack.addresses.items()}
+        for name in dead:
+            gateway_env[f"ECHO_{name.upper()}_ADDR"] = f"127.0.0.1:{free_port()}"  # nothing listens there
+        gateway_env |= {"ECHO_GATEWAY_TEMPERATURE": "0.2", "ECHO_GATEWAY_MAX_TOKENS": "40", **(env or {})}
+        proc, base = start_gateway(gateway_env, log_dir, name=f"gateway-{len(started)}-{'-'.join(dead)}")
+        started.append(proc)
+        return base
+
+    yield make
+    for proc in started:
+        proc.stop()
