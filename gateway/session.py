@@ -193,6 +193,9 @@ class VoiceSession:
                         await self.on_text(message["text"])
                 except ProtocolError as e:
                     await self.send_error(e.code, e.message)
+                except Exception as e:  # a gateway bug must not take the session down with it
+                    log.exception("unexpected error handling a client message")
+                    await self.send_error(ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
         finally:
             await self.shutdown()
 
