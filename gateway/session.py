@@ -539,6 +539,7 @@ class VoiceSession:
                         {"type": "response.text.delta", "turn_id": reply.turn_id, "delta": event.delta}
                     )
                     for sentence in splitter.push(event.delta):
+                        reply.timings.setdefault("llm_first_sentence", _ms(time.perf_counter() - started))
                         sentences.put_nowait((sentence, time.perf_counter()))
                 if event.done:
                     reply.model = event.model
@@ -549,6 +550,7 @@ class VoiceSession:
                     }
                     reply.timings["llm_total"] = _ms(time.perf_counter() - started)
             for sentence in splitter.flush():
+                reply.timings.setdefault("llm_first_sentence", _ms(time.perf_counter() - started))
                 sentences.put_nowait((sentence, time.perf_counter()))
             sentences.put_nowait(None)
             await speaker
