@@ -1,0 +1,197 @@
+"""Voice-to-voice latency benchmark: replay spoken utterances in real time through /v1/voice.
+
+    python bench/latency.py                 # start the local stack (default models), measure, stop it
+    python bench/latency.py --url ws://127.0.0.1:8080/v1/voice   # measure a running stack
+
+Prints one table: per stage p50/p95 (endpointing, final transcript after speech end, LLM first token,
+TTS first audio), voice-to-voice at the client (end of user speech to first reply audio byte received)
+and at the server, the orchestration overhead (server voice-to-voice minus the time spent waiting for
+silence and inside the models), and the gateway's memory per open idle session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from echo_voice.client import VoiceClient  # noqa: E402
+from tests.speech import speech_pcm  # noqa: E402
+
+UTTERANCES = [
+    "What is the capital of France?",
+    "Tell me a fun fact about the moon.",
+    "How many days are there in a leap year?",
+    "Can you suggest a name for my new dog?",
+    "What should I cook for dinner tonight?",
+    "Why is the sky blue?",
+    "Give me one tip for sleeping better.",
+    "What is two plus two?",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def gateway_pid(port: int) -> int | None:
+    """The gateway process listening on ``port`` (Linux /proc scan, no extra packages)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gateway" in cmd and b"-m" in cmd:
+            return int(proc.name)
+    return None
+
+
+async def measure_turns(url: str, rounds: int, warmup: int) -> list[dict[str, float]]:
+    rows: list[dict[str, float]] = []
+    async with VoiceClient(url) as client:
+        await client.start(16000)
+        clips = [speech_pcm(text, 16000) for text in UTTERANCES]
+        for i in range(warmup + rounds * len(UTTERANCES)):
+            clip = clips[i % len(clips)]
+            result = await client.talk(clip, 16000, realtime=True, silence_s=1.2)
+            if not result.done or result.errors:
+                print(f"turn {i}: errors {result.errors}", file=sys.stderr)
+                continue
+            if i < warmup:
+                continue
+            t = dict(result.done["timings_ms"])
+            assert result.first_audio_at is not None and result.speech_sent_at is not None
+            t["client_voice_to_voice"] = 1000 * (result.first_audio_at - result.speech_sent_at)
+            t["overhead"] = t["voice_to_voice"] - (
+                t["endpointing"] + t["stt_decode"] + t["llm_first_sentence"] + t["tts_first_audio"]
+            )
+            rows.append(t)
+            print(
+                f"  turn {len(rows):2d}: v2v {t['client_voice_to_voice']:6.0f} ms  "
+                f"'{result.transcript}' -> '{result.reply_text[:60]}'",
+                flush=True,
+            )
+    return rows
+
+
+async def measure_idle_memory(url: str, pid: int | None, sessions: int) -> float | None:
+    if pid is None:
+        return None
+    before = rss_kib(pid)
+    clients = [VoiceClient(url) for _ in range(sessions)]
+    for c in clients:
+        await c.__aenter__()
+        await c.start(16000)
+    await asyncio.sleep(1.0)
+    after = rss_kib(pid)
+    for c in clients:
+        await c.__aexit__(None, None, None)
+    return (after - before) / sessions
+
+
+def start_stack() -> subprocess.Popen[bytes]:
+    log = open(ROOT / "bench" / "stack.log", "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "echo_voice.cli", "run"],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def wait_ready(http_base: str, proc: subprocess.Popen[bytes] | None, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"the stack exited ({proc.returncode}); see bench/stack.log")
+        try:
+            if httpx.get(f"{http_base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the stack did not become ready; see bench/stack.log")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="a running gateway's WebSocket URL (default: start the stack)")
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the utterance set")
+    parser.add_argument("--warmup", type=int, default=1, help="turns not counted")
+    parser.add_argument("--idle-sessions", type=int, default=50, help="sessions for the memory figure")
+    args = parser.parse_args()
+
+    proc = None
+    url = args.url or "ws://127.0.0.1:8080/v1/voice"
+    http_base = url.replace("ws://", "http://").removesuffix("/v1/voice")
+    if not args.url:
+        print("starting the stack (echo-voice run; log in bench/stack.log)...", flush=True)
+        proc = start_stack()
+    try:
+        wait_ready(http_base, proc)
+        rows = asyncio.run(measure_turns(url, args.rounds, args.warmup))
+        port = int(http_base.rsplit(":", 1)[1])
+        per_session = asyncio.run(measure_idle_memory(url, gateway_pid(port), args.idle_sessions))
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+
+    stages = [
+        ("endpointing delay (VAD silence)", "endpointing"),
+        ("final transcript after speech end", "stt"),
+        ("  of which STT decode", "stt_decode"),
+        ("LLM first token", "llm_first_token"),
+        ("LLM first sentence", "llm_first_sentence"),
+        ("TTS first audio", "tts_first_audio"),
+        ("voice-to-voice (server)", "voice_to_voice"),
+        ("voice-to-voice (client)", "client_voice_to_voice"),
+        ("orchestration overhead", "overhead"),
+    ]
+    print(f"\n{len(rows)} turns, utterances replayed in real time, {os.cpu_count()} CPUs\n")
+    print(f"| {'stage':<36} | {'p50 ms':>7} | {'p95 ms':>7} |")
+    print(f"|{'-' * 38}|{'-' * 9}|{'-' * 9}|")
+    for label, key in stages:
+        values = [r[key] for r in rows if key in r]
+        print(f"| {label:<36} | {percentile(values, 0.5):7.0f} | {percentile(values, 0.95):7.0f} |")
+    if per_session is not None:
+        print(
+            f"\ngateway memory per open idle session: {per_session:.0f} KiB ({args.idle_sessions} sessions)"
+        )
+    if rows:
+        print(
+            f"mean client voice-to-voice: {statistics.mean(r['client_voice_to_voice'] for r in rows):.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
