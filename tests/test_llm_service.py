@@ -4,6 +4,7 @@ llama.cpp in process, and the HTTP client against a real OpenAI-compatible serve
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.llm.backends.llamacpp import LlamaCppBackend
-from services.llm.backends.openai_compat import OpenAICompatBackend, _http_error
+from services.llm.backends.openai_compat import OpenAICompatBackend, error_for_response
 from services.llm.config import LLMSettings
 from tests.conftest import require_model
 from tests.servicetools import ROOT, free_port, start_grpc_service
@@ -236,7 +237,9 @@ async def test_cancelling_the_call_stops_generation_in_the_service(stub, llm_ser
     lines = [line for line in proc.log_path.read_text().splitlines() if marker in line]
     assert len(lines) == before + 1, proc.log_tail()
     # "... after N tokens (K after the cancel)": far short of max_tokens, at most a token or two late.
-    tokens, after = (int(w) for w in lines[-1].split(marker)[1].replace("(", " ").split() if w.isdigit())
+    counts = re.search(r"after (\d+) tokens \((\d+) after the cancel\)", lines[-1])
+    assert counts, lines[-1]
+    tokens, after = int(counts[1]), int(counts[2])
     assert tokens < 1000 and after <= 2
     # And the model is free again: a new request completes normally.
     _, final = await collect(stub, llm_pb2.GenerateRequest(messages=[user("Hi")]))
@@ -401,7 +404,7 @@ def test_http_status_mapping_keeps_the_servers_message(status, body, error):
     """Statuses the llama.cpp server cannot be made to send mid-test, in the shapes that OpenAI and Ollama
     use: each maps to one gRPC status and keeps the server's own words."""
     response = httpx.Response(status, json=body)
-    mapped = _http_error(response, "http://llm.example/v1/chat/completions")
+    mapped = error_for_response(response, "http://llm.example/v1/chat/completions")
     assert type(mapped) is error
     assert str(status) in str(mapped) and "llm.example" in str(mapped)
     text = body.get("detail") or body["error"]

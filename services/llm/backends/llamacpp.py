@@ -218,13 +218,17 @@ class LlamaCppBackend:
             emit(None)
 
     async def generate(self, request: llm_pb2.GenerateRequest) -> AsyncIterator[llm_pb2.GenerateEvent]:
+        # Timings run from the request's arrival, queueing included: what the caller waits.
         started = time.perf_counter()
         job = self._prepare(request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | Exception | None] = asyncio.Queue()
 
         def emit(item: str | Exception | None) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone (shutdown); nobody is left to read this
+                job.cancel.set()
 
         await self._slot.acquire()
         try:

@@ -43,7 +43,7 @@ def _server_message(response: httpx.Response) -> str:
     return str(error)[:500]
 
 
-def _http_error(response: httpx.Response, url: str) -> ServiceError:
+def error_for_response(response: httpx.Response, url: str) -> ServiceError:
     status, message = response.status_code, _server_message(response)
     text = f"{url} answered {status}: {message}"
     if status == 404 or ("model" in message.lower() and "not found" in message.lower()):
@@ -94,6 +94,7 @@ class OpenAICompatBackend:
         return self.client
 
     async def generate(self, request: llm_pb2.GenerateRequest) -> AsyncIterator[llm_pb2.GenerateEvent]:
+        # Timings run from the request's arrival, queueing included: what the caller waits.
         started = time.perf_counter()
         model = request.model or self.settings.model
         sampling = request.sampling
@@ -120,7 +121,7 @@ class OpenAICompatBackend:
                 try:
                     if response.status_code != 200:
                         await response.aread()
-                        raise _http_error(response, url)
+                        raise error_for_response(response, url)
                     async for line in response.aiter_lines():
                         if not line.startswith("data:"):
                             continue  # blank separators, comments, "event:" lines
@@ -183,7 +184,7 @@ class OpenAICompatBackend:
         except httpx.TransportError as e:
             raise Unavailable(f"cannot reach the model server at {url}: {e}") from e
         if response.status_code != 200:
-            raise _http_error(response, url)
+            raise error_for_response(response, url)
         try:
             ids = [str(m["id"]) for m in response.json().get("data", [])]
         except (ValueError, KeyError, TypeError, AttributeError) as e:
