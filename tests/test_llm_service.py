@@ -16,6 +16,7 @@ import pytest
 from echo.v1 import llm_pb2, llm_pb2_grpc
 
 from services.common import models
+from services.common.config import ConfigError
 from services.common.errors import (
     InvalidArgument,
     NotFound,
@@ -27,6 +28,7 @@ from services.common.errors import (
 from services.llm.backends.llamacpp import LlamaCppBackend
 from services.llm.backends.openai_compat import OpenAICompatBackend, error_for_response
 from services.llm.config import LLMSettings
+from services.llm.prices import PriceTable
 from tests.conftest import require_model
 from tests.servicetools import ROOT, free_port, start_grpc_service
 
@@ -270,6 +272,41 @@ async def test_cancelled_consumer_stops_the_worker_in_process(local_backend):
     assert job.output_tokens < 1000
 
 
+async def test_one_generation_at_a_time_per_model(local_backend):
+    """Concurrent requests queue for the model: each reply streams whole, never interleaved."""
+    arrivals: list[int] = []
+
+    async def run(i: int) -> None:
+        request = llm_pb2.GenerateRequest(
+            messages=[user(f"Write a sentence about the number {i}.")],
+            sampling=llm_pb2.SamplingParams(max_tokens=12, seed=i + 1),
+        )
+        async for _ in local_backend.generate(request):
+            arrivals.append(i)
+
+    await asyncio.gather(*(run(i) for i in range(3)))
+    order = [i for n, i in enumerate(arrivals) if n == 0 or arrivals[n - 1] != i]
+    assert sorted(order) == [0, 1, 2], arrivals  # three unbroken runs, one per request
+    assert local_backend.active_generations == 0
+
+
+def test_unknown_model_stops_the_service_at_start(log_dir):
+    with pytest.raises(RuntimeError, match="no-such-model"):
+        start_grpc_service("llm", {"ECHO_LLM_MODEL": "no-such-model"}, log_dir, timeout=60)
+
+
+def test_price_table(tmp_path):
+    table = PriceTable.load()
+    assert table.cost(MODEL, 1000, 1000) == 0  # local models are free to run
+    assert table.cost("unpriced-model", 1000, 1000) == 0
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  paid-model: {input: 0.5, output: 1.5}\n")
+    assert PriceTable.load(prices).cost("paid-model", 2000, 1000) == pytest.approx(2.5)
+    prices.write_text("models:\n  paid-model: {input: cheap}\n")
+    with pytest.raises(ConfigError, match="paid-model"):
+        PriceTable.load(prices)
+
+
 # --- HTTP backend against a real OpenAI-compatible server ------------------------------------------
 
 
@@ -364,6 +401,24 @@ async def test_http_backend_summarize_and_list_models(http_stub):
     assert reply.summary.strip()
     listed = await http_stub.ListModels(llm_pb2.ListModelsRequest(), timeout=10)
     assert [(m.name, m.backend, m.is_default) for m in listed.models] == [(MODEL, "ollama", True)]
+
+
+async def test_http_backend_prices_the_usage_from_the_table(openai_server, tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"models:\n  {MODEL}: {{input: 1.0, output: 3.0}}\n")
+    settings = LLMSettings(backend="openai", base_url=openai_server, model=MODEL, prices_file=str(prices))
+    backend = OpenAICompatBackend(settings)
+    await backend.start()
+    try:
+        request = llm_pb2.GenerateRequest(
+            messages=[user("Hi")], sampling=llm_pb2.SamplingParams(max_tokens=8)
+        )
+        events = [event async for event in backend.generate(request)]
+    finally:
+        await backend.close()
+    usage = events[-1].usage
+    assert usage.input_tokens > 0 and usage.output_tokens > 0
+    assert usage.cost_usd == pytest.approx((usage.input_tokens * 1.0 + usage.output_tokens * 3.0) / 1000)
 
 
 async def test_http_backend_reports_a_stream_the_server_abandons(http_stub):

@@ -19,6 +19,7 @@ from typing import Any
 from echo.v1 import audio_pb2, llm_pb2
 
 from services.common import models
+from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.llm import summary
 from services.llm.config import LLMSettings
@@ -75,7 +76,7 @@ class LlamaCppBackend:
         try:
             self.model_path = models.resolve(self.settings.model)
         except models.ModelError as e:
-            raise Unavailable(str(e)) from e
+            raise ConfigError(f"ECHO_LLM_MODEL={self.settings.model!r}: {e}") from e
         log.info("loading %s from %s", self.settings.model, self.model_path)
         started = time.monotonic()
         self.llm = await asyncio.to_thread(
