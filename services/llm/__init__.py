@@ -1,0 +1,1 @@
+"""Language-model service: streamed chat replies, summaries, and the list of models it serves."""

@@ -1,0 +1,281 @@
+"""llama.cpp in process (llama-cpp-python): GGUF models on the CPU, streamed token by token.
+
+Generation runs in a worker thread that feeds an asyncio queue. When the consumer goes away (the
+gRPC call was cancelled, e.g. the user barged in) a cancel flag is set, and llama.cpp's per-token
+stopping check ends the generation at the next token, so no orphaned work keeps burning CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from echo.v1 import audio_pb2, llm_pb2
+
+from services.common import models
+from services.common.config import ConfigError
+from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.llm import summary
+from services.llm.config import LLMSettings
+from services.llm.prices import PriceTable
+
+log = logging.getLogger("echo.llm.llamacpp")
+
+# Used only for a GGUF that carries no chat template of its own.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass
+class Generation:
+    """One generation's state, shared between the event loop and the worker thread."""
+
+    prompt_tokens: list[int]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: list[str]
+    user_stop: bool
+    seed: int | None
+    stopping: list[Any]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    output_tokens: int = 0
+    # Tokens already produced when cancel was asked for; the rest were produced after it.
+    tokens_at_cancel: int | None = None
+    stop_reason: str = ""
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self.prices = PriceTable.load(settings.prices_file)
+        self.llm: Any = None
+        self.model_path: Path | None = None
+        self._formatter: Any = None
+        # llama.cpp contexts are not thread-safe: one generation at a time, the others wait their turn.
+        # Released by the worker itself when it really ends, not when its consumer goes away.
+        self._slot = asyncio.Lock()
+        # Observable for tests and logs: generations whose worker thread has not finished yet.
+        self.active_generations = 0
+        self.last_generation: Generation | None = None
+
+    async def start(self) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        try:
+            self.model_path = models.resolve(self.settings.model)
+        except models.ModelError as e:
+            raise ConfigError(f"ECHO_LLM_MODEL={self.settings.model!r}: {e}") from e
+        log.info("loading %s from %s", self.settings.model, self.model_path)
+        started = time.monotonic()
+        self.llm = await asyncio.to_thread(
+            Llama,
+            model_path=str(self.model_path),
+            n_ctx=self.settings.context_tokens,
+            n_threads=self.settings.threads,
+            n_threads_batch=self.settings.threads,
+            verbose=False,
+        )
+        # The model's own chat template, rendered by llama-cpp-python's formatter, as
+        # create_chat_completion would; we then call create_completion ourselves so that we can pass
+        # a per-token stopping check (cancel + exact token counts), which the chat API does not take.
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        template = self.llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._token_text(eos),
+            bos_token=self._token_text(bos),
+            stop_token_ids=[eos],
+        )
+        # Pay one-off allocation costs before reporting SERVING.
+        async for _ in self.generate(
+            llm_pb2.GenerateRequest(
+                messages=[llm_pb2.ChatMessage(role="user", content="Hi")],
+                sampling=llm_pb2.SamplingParams(max_tokens=2),
+            )
+        ):
+            pass
+        log.info("%s ready in %.1f s", self.settings.model, time.monotonic() - started)
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    async def close(self) -> None:
+        async with self._slot:  # let a running generation end before freeing the model under it
+            if self.llm is not None:
+                self.llm.close()
+            self.llm = None
+
+    def _check_model(self, requested: str) -> None:
+        if not requested or requested in (self.settings.model, str(self.model_path)):
+            return
+        if self.model_path is not None and requested in (self.model_path.name, self.model_path.stem):
+            return
+        raise NotFound(
+            f"model {requested!r} is not loaded; this service runs {self.settings.model!r} "
+            "(choose another with ECHO_LLM_MODEL)"
+        )
+
+    def _prepare(self, request: llm_pb2.GenerateRequest) -> Generation:
+        if self.llm is None:
+            raise Unavailable("the model is not loaded")
+        self._check_model(request.model)
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        formatted = self._formatter(messages=messages)
+        prompt_tokens = self.llm.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
+        room = self.settings.context_tokens - len(prompt_tokens)
+        if room < 1:
+            raise InvalidArgument(
+                f"the prompt is {len(prompt_tokens)} tokens; the context window is "
+                f"{self.settings.context_tokens} (shorten the conversation)"
+            )
+        sampling = request.sampling
+        stop = [s for s in (*sampling.stop, *(formatted.stop or [])) if s]
+        return Generation(
+            prompt_tokens=prompt_tokens,
+            # The reply gets what the context has left, up to the asked-for length.
+            max_tokens=min(sampling.max_tokens or self.settings.max_tokens, room),
+            temperature=sampling.temperature or self.settings.temperature,
+            top_p=sampling.top_p or self.settings.top_p,
+            stop=stop,
+            user_stop=any(sampling.stop),
+            seed=sampling.seed or None,
+            stopping=list(formatted.stopping_criteria or []),
+        )
+
+    def _run(self, job: Generation, emit: Any) -> None:
+        """Worker thread: one generation, each text piece handed to ``emit``; ``None`` marks the end."""
+        from llama_cpp import StoppingCriteriaList
+
+        # The context length seen by the last check; llama.cpp passes the evaluated tokens, one more
+        # per sampled token, and re-checks once after its loop with no new token.
+        seen = len(job.prompt_tokens) - 1
+
+        def per_token(tokens: Any, logits: Any) -> bool:
+            # Called by llama.cpp after every sampled token: count it, and stop if cancelled.
+            nonlocal seen
+            if len(tokens) > seen:
+                seen = len(tokens)
+                if any(criterion(tokens, logits) for criterion in job.stopping):
+                    return True
+                job.output_tokens += 1
+            return job.cancel.is_set()
+
+        self.active_generations += 1
+        try:
+            chunks = self.llm.create_completion(
+                prompt=job.prompt_tokens,
+                max_tokens=job.max_tokens,
+                temperature=job.temperature,
+                top_p=job.top_p,
+                stop=job.stop,
+                seed=job.seed,
+                stream=True,
+                stopping_criteria=StoppingCriteriaList([per_token]),
+            )
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    if job.cancel.is_set():
+                        break
+                    if choice["text"]:
+                        emit(choice["text"])
+                    if choice.get("finish_reason"):
+                        job.stop_reason = choice["finish_reason"]
+            finally:
+                chunks.close()  # ends llama.cpp's generator loop now, not at garbage collection
+            if job.cancel.is_set():
+                job.stop_reason = "cancelled"
+            elif job.stop_reason == "stop" and not job.user_stop and job.output_tokens:
+                # The model ended its turn: that end-of-turn token was counted above but is not part
+                # of the reply, and llama.cpp's (and OpenAI's) usage leaves it out.
+                job.output_tokens -= 1
+        except Exception as e:
+            emit(e)
+        finally:
+            self.last_generation = job
+            self.active_generations -= 1
+            if job.stop_reason == "cancelled":
+                log.info(
+                    "generation cancelled by the client after %d tokens (%d after the cancel)",
+                    job.output_tokens,
+                    job.output_tokens - (job.tokens_at_cancel or 0),
+                )
+            emit(None)
+
+    async def generate(self, request: llm_pb2.GenerateRequest) -> AsyncIterator[llm_pb2.GenerateEvent]:
+        # Timings run from the request's arrival, queueing included: what the caller waits.
+        started = time.perf_counter()
+        job = self._prepare(request)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | Exception | None] = asyncio.Queue()
+
+        def emit(item: str | Exception | None) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone (shutdown); nobody is left to read this
+                job.cancel.set()
+
+        await self._slot.acquire()
+        try:
+            worker = loop.run_in_executor(None, self._run, job, emit)
+        except BaseException:
+            self._slot.release()
+            raise
+        worker.add_done_callback(lambda _: self._slot.release())
+        first_token_ms = 0.0
+        finished = False
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                if not first_token_ms:
+                    first_token_ms = (time.perf_counter() - started) * 1000
+                yield llm_pb2.GenerateEvent(delta=item)
+            finished = True
+        finally:
+            if not finished:  # the consumer left (cancelled call) or the worker failed
+                job.tokens_at_cancel = job.output_tokens
+                job.cancel.set()
+        input_tokens = len(job.prompt_tokens)
+        yield llm_pb2.GenerateEvent(
+            done=True,
+            usage=audio_pb2.Usage(
+                input_tokens=input_tokens,
+                output_tokens=job.output_tokens,
+                cost_usd=self.prices.cost(self.settings.model, input_tokens, job.output_tokens),
+            ),
+            timing=llm_pb2.GenerateTiming(
+                first_token_ms=first_token_ms, total_ms=(time.perf_counter() - started) * 1000
+            ),
+            model=self.settings.model,
+            stop_reason=job.stop_reason,
+        )
+
+    async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
+        return await summary.summarize(self, request, self.settings.summary_max_tokens)
+
+    async def list_models(self) -> list[llm_pb2.ModelInfo]:
+        description = str(self.model_path)
+        if self.settings.model in models.MODELS:
+            description = models.MODELS[self.settings.model].description
+        return [
+            llm_pb2.ModelInfo(
+                name=self.settings.model, backend=self.name, is_default=True, description=description
+            )
+        ]
