@@ -13,8 +13,8 @@ from collections.abc import Callable
 import grpc
 import httpx
 import pytest
-from echo.v1 import llm_pb2, llm_pb2_grpc
 
+from echo.v1 import llm_pb2, llm_pb2_grpc
 from services.common import models
 from services.common.config import ConfigError
 from services.common.errors import (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from echo.v1 import llm_pb2, llm_pb2_grpc
-
 from services.common.grpc_server import run_service
 from services.llm import backends, config
 from services.llm.server import LanguageModelServicer

@@ -6,8 +6,8 @@ import math
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
-from echo.v1 import llm_pb2, llm_pb2_grpc
 
+from echo.v1 import llm_pb2, llm_pb2_grpc
 from services.common.errors import InvalidArgument, stream_errors, unary_errors
 from services.llm.backends.base import LLMBackend
 from services.llm.config import LLMSettings

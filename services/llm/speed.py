@@ -8,7 +8,6 @@ import statistics
 import sys
 
 from echo.v1 import llm_pb2
-
 from services.llm.backends.llamacpp import LlamaCppBackend
 from services.llm.config import load
 

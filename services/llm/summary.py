@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from echo.v1 import audio_pb2, llm_pb2
-
 from services.llm.backends.base import LLMBackend
 
 SYSTEM_PROMPT = (

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from echo.v1 import audio_pb2, llm_pb2
-
 from services.common import models
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, NotFound, Unavailable

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from echo.v1 import audio_pb2, llm_pb2
 
+from echo.v1 import audio_pb2, llm_pb2
 from services.common.errors import (
     InvalidArgument,
     NotFound,
