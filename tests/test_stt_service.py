@@ -110,3 +110,16 @@ async def test_garbage_file_is_invalid_argument(stt_address):
                 timeout=30,
             )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_final_reuses_the_decode_made_when_speech_went_quiet(stt_address):
+    # Real time, with trailing silence: the full-beam decode starts while the caller is still
+    # waiting out the silence, and the final is that decode (no decode time after the stream ends).
+    pcm = speech_pcm(PHRASE, 16000, tail_s=1.5)
+    events = await _stream(stt_address, _config(interim=True), pcm, realtime=True)
+    final = events[-1]
+    assert {"weather", "paris", "sunny"} <= words(final.text), final.text
+    assert final.decode_ms == 0.0
+    # Speech up to the last byte: nothing to reuse, the final is decoded after the stream ends.
+    events = await _stream(stt_address, _config(interim=True), speech_pcm(PHRASE, 16000), realtime=True)
+    assert events[-1].decode_ms > 0 and {"weather", "paris"} <= words(events[-1].text)

@@ -18,6 +18,10 @@ from services.stt.config import STTSettings
 log = logging.getLogger("echo.stt.whisper")
 
 RATE = 16000
+# "Quiet" for the early final decode: a chunk well below the utterance's peak and near silence.
+QUIET_BELOW_PEAK_DB = 25.0
+QUIET_FLOOR_DB = -50.0
+QUIET_TAIL_S = 0.2
 SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 FILE_ENCODINGS = {
     audio_pb2.WAV: "wav",
@@ -26,6 +30,11 @@ FILE_ENCODINGS = {
     audio_pb2.WEBM_OPUS: "webm",
     audio_pb2.PCM_S16LE: "pcm_s16le",
 }
+
+
+def _db(samples: np.ndarray) -> float:
+    rms = float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
+    return 20 * np.log10(rms) if rms > 0 else -120.0
 
 
 def check_stream_format(fmt: audio_pb2.AudioFormat) -> None:
@@ -108,47 +117,81 @@ class WhisperBackend:
     async def stream(
         self, config: stt_pb2.RecognitionConfig, audio: AsyncIterator[bytes]
     ) -> AsyncIterator[stt_pb2.TranscriptEvent]:
+        """Partials re-decode the growing utterance (greedy). As soon as the tail turns quiet, a
+        full-beam decode starts; if only silence follows before the stream ends, that decode is the
+        final transcript, so the final is ready almost as soon as the caller says speech is over."""
         check_stream_format(config.audio)
         language = self._language(config.language)
         rate, channels = config.audio.sample_rate, config.audio.channels or 1
         chunks: list[np.ndarray] = []
         total = 0
         decoded_upto = 0
-        partial: asyncio.Task | None = None
+        voiced_upto = 0  # samples up to the end of the last loud chunk
+        peak_db = -120.0
+        running: asyncio.Task | None = None
+        running_upto, running_is_final = 0, False
+        candidate: tuple[int, tuple[list, str, float]] | None = None  # full-beam decode of audio[:n]
         interval = int(self.settings.partial_interval_s * RATE)
         leftover = b""
+
+        def take(task: asyncio.Task) -> stt_pb2.TranscriptEvent:
+            nonlocal candidate
+            segments, lang, ms = task.result()
+            if running_is_final:
+                candidate = (running_upto, (segments, lang, ms))
+            return self._event(stt_pb2.TranscriptEvent.PARTIAL, segments, lang, ms, running_upto / RATE)
+
         try:
             async for data in audio:
                 data = leftover + data
                 cut = len(data) - len(data) % (2 * channels)
                 data, leftover = data[:cut], data[cut:]
                 samples = resample(to_mono(pcm16_to_float(data), channels), rate, RATE)
+                if not len(samples):
+                    continue
                 chunks.append(samples)
                 total += len(samples)
-                if partial is not None and partial.done():
-                    segments, lang, ms = partial.result()
-                    partial = None
-                    yield self._event(
-                        stt_pb2.TranscriptEvent.PARTIAL, segments, lang, ms, decoded_upto / RATE
+                level = _db(samples)
+                peak_db = max(peak_db, level)
+                if level > max(QUIET_FLOOR_DB, peak_db - QUIET_BELOW_PEAK_DB):
+                    voiced_upto = total
+                if running is not None and running.done():
+                    event = take(running)
+                    running = None
+                    if config.interim_results and event.text:
+                        yield event
+                if running is not None:
+                    continue
+                quiet_tail = voiced_upto > 0 and total - voiced_upto >= QUIET_TAIL_S * RATE
+                if quiet_tail and (candidate is None or candidate[0] < voiced_upto):
+                    running_upto, running_is_final = total, True
+                    running = asyncio.create_task(
+                        self._decode(np.concatenate(chunks), language, self.settings.beam_size)
                     )
-                if config.interim_results and partial is None and total - decoded_upto >= interval:
-                    decoded_upto = total
-                    snapshot = np.concatenate(chunks)
+                elif config.interim_results and total - decoded_upto >= interval:
                     # Partials use greedy decoding: they are replaced anyway, and speed matters more.
-                    partial = asyncio.create_task(self._decode(snapshot, language, 1))
-            if partial is not None:
-                # The final decode supersedes this partial; let it finish rather than race it.
-                await partial
-                partial = None
+                    decoded_upto = running_upto = total
+                    running_is_final = False
+                    running = asyncio.create_task(self._decode(np.concatenate(chunks), language, 1))
+            if running is not None:
+                await running
+                take(running)
+                running = None
             samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
             if len(samples) < RATE // 10:
                 yield stt_pb2.TranscriptEvent(kind=stt_pb2.TranscriptEvent.FINAL, audio_s=len(samples) / RATE)
                 return
+            if candidate is not None and candidate[0] >= voiced_upto:
+                # Only quiet audio came after the full-beam decode: it already is the final.
+                segments, lang, _ = candidate[1]
+                log.debug("final transcript reused from the decode at %.2f s", candidate[0] / RATE)
+                yield self._event(stt_pb2.TranscriptEvent.FINAL, segments, lang, 0.0, len(samples) / RATE)
+                return
             segments, lang, ms = await self._decode(samples, language, self.settings.beam_size)
             yield self._event(stt_pb2.TranscriptEvent.FINAL, segments, lang, ms, len(samples) / RATE)
         finally:
-            if partial is not None:
-                partial.cancel()
+            if running is not None:
+                running.cancel()
 
     async def recognize(self, request: stt_pb2.RecognizeRequest) -> stt_pb2.RecognizeResponse:
         if request.uri:
