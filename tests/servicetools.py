@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -11,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from services.common.healthcheck import check
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +20,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def serving(address: str) -> bool:
+    """Synchronous health check, usable from sync and async tests alike."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 class ServiceProcess:
@@ -57,7 +67,7 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if asyncio.run(check(address, timeout=1.0)):
+            if serving(address):
                 return
             time.sleep(0.25)
         raise TimeoutError(f"{self.name} not healthy after {timeout} s:\n{self.log_tail()}")

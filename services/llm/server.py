@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 
@@ -11,6 +13,8 @@ from echo.v1 import llm_pb2, llm_pb2_grpc
 from services.common.errors import InvalidArgument, stream_errors, unary_errors
 from services.llm.backends.base import LLMBackend
 from services.llm.config import LLMSettings
+
+log = logging.getLogger("echo.llm.server")
 
 ROLES = ("system", "user", "assistant")
 
@@ -56,6 +60,10 @@ class LanguageModelServicer(llm_pb2_grpc.LanguageModelServicer):
     ) -> AsyncIterator[llm_pb2.GenerateEvent]:
         check_messages(request.messages, self.settings.max_prompt_chars)
         check_sampling(request.sampling)
+        if log.isEnabledFor(logging.DEBUG):
+            # The exact context the model sees; at DEBUG only, since it is the user's conversation.
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            log.debug("generate messages=%s", json.dumps(messages))
         # When the client cancels, grpc cancels this coroutine; the backend's generator is then closed
         # by the async-for below, and its cleanup stops the generation.
         async for event in self.backend.generate(request):

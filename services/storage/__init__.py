@@ -1,0 +1,1 @@
+"""Conversation memory service: turns, sessions and audio."""

@@ -1,0 +1,13 @@
+"""Storage backend registry: name -> "module:Class", imported only when chosen."""
+
+from __future__ import annotations
+
+from services.common.registry import load_backend
+
+BACKENDS = {
+    "local": "services.storage.backends.local:LocalBackend",
+}
+
+
+def create(settings):  # type: ignore[no-untyped-def]
+    return load_backend(BACKENDS, settings.backend, "ECHO_STORAGE_SERVICE", settings)
