@@ -155,9 +155,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return JSONResponse({"error": {"code": "not_found", "message": key}}, status_code=404)
 
         async def body() -> AsyncIterator[bytes]:
-            yield first.data
-            async for chunk in call:
+            # read() peeked at the first chunk; grpc.aio does not allow switching to iteration.
+            chunk = first
+            while chunk is not grpc.aio.EOF:
                 yield chunk.data
+                chunk = await call.read()
 
         return StreamingResponse(body(), media_type=first.content_type or "application/octet-stream")
 
