@@ -9,6 +9,9 @@ TEST_PREREQS += $(DEPLOY_TOOLS)/.installed
 $(DEPLOY_TOOLS)/.installed: deploy/requirements-checkov.txt deploy/requirements-tools.txt
 	@echo "Installing the deploy check tools into $(DEPLOY_TOOLS)/ (checkov, python-hcl2, hadolint, compose)..."
 	rm -rf $(DEPLOY_TOOLS)/checkov $(DEPLOY_TOOLS)/tools
+	mkdir -p $(DEPLOY_TOOLS)
+	@# Self-ignoring, so git and ruff (which honours .gitignore) skip the tool venvs wherever they live.
+	echo '*' > $(DEPLOY_TOOLS)/.gitignore
 	$(PYTHON) -m venv $(DEPLOY_TOOLS)/checkov
 	$(DEPLOY_TOOLS)/checkov/bin/python -m pip install -q --upgrade pip
 	$(DEPLOY_TOOLS)/checkov/bin/python -m pip install -q -r deploy/requirements-checkov.txt
