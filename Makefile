@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-# Models the tests use: the smallest of each role.
-TEST_MODELS := whisper-tiny.en smollm2-135m piper-joe
+# Models the tests use: the smallest of each role, plus the default LLM for end-to-end turns.
+TEST_MODELS := whisper-tiny.en smollm2-135m qwen2.5-coder-0.5b piper-joe
 
 .DEFAULT_GOAL := help
 .PHONY: help run test models protos lint format clean bench

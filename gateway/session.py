@@ -88,6 +88,9 @@ class Reply:
     interrupt_reason: str = ""
     error: str = ""
     task: asyncio.Task[None] | None = None
+    # Downstream calls running right now ("llm", "tts"), and those an interruption cancelled.
+    in_flight: set[str] = field(default_factory=set)
+    cancelled_calls: list[str] = field(default_factory=list)
     # Fixed at creation: a retried save reuses it, and storage dedupes on (conversation, timestamp).
     stamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -529,6 +532,7 @@ class VoiceSession:
             timeout=self.settings.llm_timeout_s,
         )
         splitter = SentenceSplitter()
+        reply.in_flight.add("llm")
         try:
             async for event in call:
                 if event.delta:
@@ -549,6 +553,7 @@ class VoiceSession:
                         "cost_usd": event.usage.cost_usd,
                     }
                     reply.timings["llm_total"] = _ms(time.perf_counter() - started)
+            reply.in_flight.discard("llm")
             for sentence in splitter.flush():
                 reply.timings.setdefault("llm_first_sentence", _ms(time.perf_counter() - started))
                 sentences.put_nowait((sentence, time.perf_counter()))
@@ -556,7 +561,9 @@ class VoiceSession:
             await speaker
         except asyncio.CancelledError:
             reply.interrupted = True
+            reply.cancelled_calls = sorted(reply.in_flight)
         except grpc.aio.AioRpcError as e:
+            reply.in_flight.discard("llm")
             error = rpc_error("llm", e)
             reply.error = error.code
             await self.send_error(error.code, error.message, reply.turn_id)
@@ -570,52 +577,92 @@ class VoiceSession:
             await self.finish_reply(reply)
 
     async def speak(self, reply: Reply, sentences: asyncio.Queue[tuple[str, float] | None]) -> None:
+        """Send the reply's audio in sentence order. A separate task synthesises: it drains each
+        TTS stream as fast as the service produces it, so the next sentence is being synthesised
+        while this one is still being sent, and a TTS call is only "in flight" while the service is
+        really working on it."""
+        audio: asyncio.Queue[tuple[str, bytes | None] | None] = asyncio.Queue()
+        synthesizer = asyncio.create_task(self.synthesize(reply, sentences, audio))
         frame_bytes = int(self.output_rate * OUTPUT_FRAME_S) * 2
-        while (item := await sentences.get()) is not None:
-            sentence, queued_at = item
-            if reply.error:
-                continue  # TTS already failed this turn; the text still reaches the client
-            call = self.services.tts.Synthesize(
-                tts_pb2.SynthesizeRequest(
-                    text=sentence,
-                    voice=self.voice,
-                    language=self.language,
-                    format=audio_pb2.AudioFormat(encoding=audio_pb2.PCM_S16LE, sample_rate=self.output_rate),
-                ),
-                timeout=self.settings.tts_timeout_s,
-            )
-            start_ms = len(reply.audio) / 2 / self.output_rate * 1000
-            try:
-                async for response in call:
-                    if not response.audio:
-                        continue
-                    if not reply.audio_started:
-                        reply.audio_started = True
-                        now = time.perf_counter()
-                        reply.timings["tts_first_audio"] = _ms(now - queued_at)
-                        await self.send(
-                            {
-                                "type": "response.audio.start",
-                                "turn_id": reply.turn_id,
-                                "encoding": "pcm_s16le",
-                                "sample_rate": self.output_rate,
-                                "channels": 1,
-                            }
-                        )
-                        reply.timings["voice_to_voice"] = _ms(time.perf_counter() - reply.speech_end_wall)
-                    for i in range(0, len(response.audio), frame_bytes):
-                        frame = response.audio[i : i + frame_bytes]
-                        reply.audio += frame
-                        await self.send_audio(frame)
-            except grpc.aio.AioRpcError as e:
-                error = rpc_error("tts", e)
-                reply.error = error.code
-                await self.send_error(error.code, error.message, reply.turn_id)
-            finally:
-                call.cancel()
-                end_ms = len(reply.audio) / 2 / self.output_rate * 1000
-                if end_ms > start_ms:
-                    reply.segments.append((sentence, start_ms, end_ms))
+        segment_start, queued_bytes = 0.0, 0
+        try:
+            while (item := await audio.get()) is not None:
+                sentence, pcm = item
+                if pcm is None:  # the sentence is complete; the next one starts where it ended
+                    segment_start = queued_bytes / 2 / self.output_rate * 1000
+                    continue
+                # The sentence's span on the reply's timeline grows with each chunk, before it is sent,
+                # so a sentence cut off mid-way still knows its length.
+                queued_bytes += len(pcm)
+                end_ms = queued_bytes / 2 / self.output_rate * 1000
+                if reply.segments and reply.segments[-1][1] == segment_start:
+                    reply.segments[-1] = (sentence, segment_start, end_ms)
+                else:
+                    reply.segments.append((sentence, segment_start, end_ms))
+                if not reply.audio_started:
+                    reply.audio_started = True
+                    await self.send(
+                        {
+                            "type": "response.audio.start",
+                            "turn_id": reply.turn_id,
+                            "encoding": "pcm_s16le",
+                            "sample_rate": self.output_rate,
+                            "channels": 1,
+                        }
+                    )
+                    reply.timings["voice_to_voice"] = _ms(time.perf_counter() - reply.speech_end_wall)
+                for i in range(0, len(pcm), frame_bytes):
+                    frame = pcm[i : i + frame_bytes]
+                    reply.audio += frame
+                    await self.send_audio(frame)
+        finally:
+            if not synthesizer.done():
+                synthesizer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await synthesizer
+
+    async def synthesize(
+        self,
+        reply: Reply,
+        sentences: asyncio.Queue[tuple[str, float] | None],
+        audio: asyncio.Queue[tuple[str, bytes | None] | None],
+    ) -> None:
+        try:
+            while (item := await sentences.get()) is not None:
+                sentence, queued_at = item
+                if reply.error:
+                    continue  # TTS already failed this turn; the text still reaches the client
+                call = self.services.tts.Synthesize(
+                    tts_pb2.SynthesizeRequest(
+                        text=sentence,
+                        voice=self.voice,
+                        language=self.language,
+                        format=audio_pb2.AudioFormat(
+                            encoding=audio_pb2.PCM_S16LE, sample_rate=self.output_rate
+                        ),
+                    ),
+                    timeout=self.settings.tts_timeout_s,
+                )
+                reply.in_flight.add("tts")
+                try:
+                    async for response in call:
+                        if response.audio:
+                            reply.timings.setdefault("tts_first_audio", _ms(time.perf_counter() - queued_at))
+                            audio.put_nowait((sentence, response.audio))
+                        if response.HasField("usage"):
+                            reply.in_flight.discard("tts")  # the service's last message: its work is done
+                except grpc.aio.AioRpcError as e:
+                    reply.in_flight.discard("tts")
+                    error = rpc_error("tts", e)
+                    reply.error = error.code
+                    await self.send_error(error.code, error.message, reply.turn_id)
+                else:
+                    reply.in_flight.discard("tts")
+                finally:
+                    call.cancel()  # a no-op unless this task was cancelled mid-call
+                audio.put_nowait((sentence, None))
+        finally:
+            audio.put_nowait(None)
 
     async def finish_reply(self, reply: Reply) -> None:
         if reply.audio_started:
@@ -631,6 +678,7 @@ class VoiceSession:
         }
         if reply.interrupted:
             done["interrupt_reason"] = reply.interrupt_reason
+            done["cancelled_calls"] = reply.cancelled_calls
         if reply.error:
             done["error"] = reply.error
         await self.send(done)

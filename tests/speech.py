@@ -21,8 +21,12 @@ def _voice():  # type: ignore[no-untyped-def]
 
 def speech_pcm(text: str, sample_rate: int = 16000, lead_s: float = 0.3, tail_s: float = 0.0) -> bytes:
     """pcm_s16le mono speech of ``text`` with leading (and optional trailing) silence."""
+    from piper import SynthesisConfig
+
     voice = _voice()
-    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    # Zero noise makes Piper deterministic: the same text gives the same audio in every run.
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text, config)])
     audio = resample(audio, voice.config.sample_rate, sample_rate)
     lead = np.zeros(int(lead_s * sample_rate), dtype=np.float32)
     tail = np.zeros(int(tail_s * sample_rate), dtype=np.float32)

@@ -44,7 +44,7 @@ def test_silence_and_a_short_click_are_not_speech() -> None:
 def test_a_short_pause_does_not_end_the_turn_but_a_long_one_does() -> None:
     first = pcm16_to_float(speech_pcm("Hello there.", lead_s=0.5))
     second = pcm16_to_float(speech_pcm("How are you?", lead_s=0.0, tail_s=1.0))
-    pause = np.zeros(int(0.25 * 16000), dtype=np.float32)
+    pause = np.zeros(int(0.1 * 16000), dtype=np.float32)  # ~0.35 s of silence with the voice's own tail
     events = run(StreamingVAD(SileroModel(), 0.5, 150, 500), np.concatenate([first, pause, second]), 1600)
     assert [k for k, _ in events] == ["start", "end"]
     events = run(

@@ -11,6 +11,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.interceptors import CancellationLogger
+
 log = logging.getLogger("echo.service")
 
 # Big enough for a few seconds of 16 kHz audio in one message, small enough to reject abuse.
@@ -40,10 +42,11 @@ async def serve(
     waits for health never talks to a half-ready service.
     """
     server = grpc.aio.server(
+        interceptors=[CancellationLogger()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        ],
     )
     register(server)
     health_servicer = health.aio.HealthServicer()

@@ -9,11 +9,14 @@ import pytest
 from tests.conftest import require_model
 from tests.servicetools import ServiceProcess, free_port, start_gateway, start_grpc_service
 
-# The smallest models keep the suite inside CI's budget; `make run` uses the defaults.
+# The default models: the 135M test LLM is too weak to hold a conversation (it drifts into other
+# languages the English voice cannot say), and Qwen 0.5B is fast enough on 2 cores.
 TEST_ENV = {
     "ECHO_STT_MODEL": "whisper-tiny.en",
-    "ECHO_LLM_MODEL": "smollm2-135m",
+    "ECHO_LLM_MODEL": "qwen2.5-coder-0.5b",
     "ECHO_TTS_VOICE": "piper-joe",
+    # The llm service logs each request's messages at DEBUG: tests read the context the model got.
+    "ECHO_LLM_LOG_LEVEL": "DEBUG",
 }
 
 
@@ -30,7 +33,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(log_dir, tmp_path_factory):
-    for model in TEST_ENV.values():
+    for model in (TEST_ENV["ECHO_STT_MODEL"], TEST_ENV["ECHO_LLM_MODEL"], TEST_ENV["ECHO_TTS_VOICE"]):
         require_model(model)
     data_dir = tmp_path_factory.mktemp("echo-data")
     env = {**TEST_ENV, "ECHO_DATA_DIR": str(data_dir), "ECHO_STORAGE_DATA_DIR": str(data_dir)}
