@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import grpc
 import numpy as np
 import pytest
@@ -14,11 +17,16 @@ from tests.speech import words
 
 
 @pytest.fixture(scope="module")
-def tts_address(log_dir):
+def tts_service(log_dir):
     require_model("piper-joe")
     proc, address = start_grpc_service("tts", {"ECHO_TTS_VOICE": "piper-joe"}, log_dir)
-    yield address
+    yield proc, address
     assert proc.stop() == 0, proc.log_tail()
+
+
+@pytest.fixture(scope="module")
+def tts_address(tts_service):
+    return tts_service[1]
 
 
 async def _synthesize(address: str, request: tts_pb2.SynthesizeRequest) -> list[tts_pb2.SynthesizeResponse]:
@@ -105,3 +113,29 @@ async def test_bad_requests_get_specific_errors(tts_address, request_, code, mes
         await _synthesize(tts_address, request_)
     assert err.value.code() == code
     assert message in err.value.details()
+
+
+async def test_cancelling_a_synthesis_stops_it(tts_service):
+    proc, address = tts_service
+    text = " ".join(f"This is sentence number {i} of a long answer." for i in range(40))
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        call = stub.Synthesize(tts_pb2.SynthesizeRequest(text=text), timeout=120)
+        received = 0
+        async for response in call:
+            received += bool(response.audio)
+            if received == 2:
+                call.cancel()
+                break
+        # The service is free again at once: the cancelled work did not keep running.
+        replies = await _synthesize(address, tts_pb2.SynthesizeRequest(text="Still here."))
+        assert any(r.audio for r in replies)
+    await asyncio.sleep(0.3)
+    lines = [
+        line
+        for line in proc.log_path.read_text().splitlines()
+        if "Synthesize cancelled by the client" in line
+    ]
+    assert lines, proc.log_tail()
+    sent = int(re.search(r"(\d+) messages", lines[-1]).group(1))
+    assert sent < 10, lines[-1]  # far fewer than the 40 sentences (+ format + usage) it was asked for

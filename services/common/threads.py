@@ -11,15 +11,17 @@ T = TypeVar("T")
 _DONE = object()
 
 
-async def iterate_in_thread(produce: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+async def iterate_in_thread(produce: Callable[[], Iterator[T]], ahead: int = 2) -> AsyncIterator[T]:
     """Yield ``produce()``'s items without blocking the event loop.
 
-    When the consumer stops early (the RPC was cancelled, e.g. by a barge-in), the worker stops
-    before computing its next item, so no orphaned inference keeps burning CPU.
+    The worker computes at most ``ahead`` items beyond what the consumer has taken, and when the
+    consumer stops early (the RPC was cancelled, e.g. by a barge-in) it stops before computing its
+    next item, so no orphaned inference keeps burning CPU.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[object, BaseException | None]] = asyncio.Queue()
     stop = threading.Event()
+    slots = threading.Semaphore(ahead)
 
     def post(item: object, error: BaseException | None = None) -> None:
         try:
@@ -29,9 +31,17 @@ async def iterate_in_thread(produce: Callable[[], Iterator[T]]) -> AsyncIterator
 
     def worker() -> None:
         try:
-            for item in produce():
+            items = produce()
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
                 post(item)
         except BaseException as e:
             post(_DONE, e)
@@ -42,6 +52,7 @@ async def iterate_in_thread(produce: Callable[[], Iterator[T]]) -> AsyncIterator
     try:
         while True:
             item, error = await queue.get()
+            slots.release()
             if item is _DONE:
                 if error is not None:
                     raise error
