@@ -27,6 +27,9 @@ class GatewaySettings:
     end_silence_ms: int = field(default=500, metadata={"help": "silence that ends a user turn"})
     min_speech_ms: int = field(default=150, metadata={"help": "shorter blips are not speech"})
     barge_in: bool = field(default=True, metadata={"help": "user speech interrupts Echo's reply"})
+    speculate: bool = field(
+        default=True, metadata={"help": "start replying while the end-of-turn silence is still running"}
+    )
     # The reply.
     system_prompt_file: str = field(default="", metadata={"help": "persona template (default: built-in)"})
     llm_model: str = field(default="", metadata={"help": "model name passed to the llm service"})

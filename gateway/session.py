@@ -91,6 +91,15 @@ class Reply:
     # Downstream calls running right now ("llm", "tts"), and those an interruption cancelled.
     in_flight: set[str] = field(default_factory=set)
     cancelled_calls: list[str] = field(default_factory=list)
+    # A speculative reply runs while the user may still be talking: its output is held back until
+    # the end of the turn is confirmed (then flushed in order) or thrown away.
+    held: bool = False
+    flushing: bool = False
+    buffer: list[dict[str, Any] | bytes] = field(default_factory=list)
+    finished_while_held: bool = False
+    discarded: bool = False
+    speculative: bool = False
+    voice_frame: int = 0  # the VAD's last voiced frame when the speculation began
     # Fixed at creation: a retried save reuses it, and storage dedupes on (conversation, timestamp).
     stamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -140,6 +149,8 @@ class VoiceSession:
         self.recent_samples = 0
         self.pending = bytearray()  # input since the last turn, for input.commit without VAD
         self.utterance: Utterance | None = None
+        self.speculative: Reply | None = None
+        self.speculation = {"started": 0, "used": 0, "discarded": 0}
         self.vad_ended_turn = False
         self.reply: Reply | None = None
         self.send_lock = asyncio.Lock()
@@ -174,6 +185,28 @@ class VoiceSession:
             event["turn_id"] = turn_id
         log.info("session %s error %s: %s", self.session_id or "-", code, message)
         await self.send(event)
+
+    async def emit(self, reply: Reply, item: dict[str, Any] | bytes) -> None:
+        """Everything a reply sends goes through here, so a held (speculative) reply can buffer it."""
+        if reply.discarded:
+            return
+        if reply.held or reply.flushing:
+            reply.buffer.append(item)
+            return
+        await self.deliver(reply, item)
+
+    async def deliver(self, reply: Reply, item: dict[str, Any] | bytes) -> None:
+        if isinstance(item, bytes):
+            await self.send_audio(item)
+            return
+        if item["type"] == "response.audio.start":
+            # Measured when the audio really leaves, also for a reply that was held back.
+            reply.timings["voice_to_voice"] = _ms(time.perf_counter() - reply.speech_end_wall)
+        await self.send(item)
+
+    async def emit_error(self, reply: Reply, code: str, message: str) -> None:
+        log.info("session %s error %s: %s", self.session_id or "-", code, message)
+        await self.emit(reply, {"type": "error", "code": code, "message": message, "turn_id": reply.turn_id})
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -328,10 +361,16 @@ class VoiceSession:
             await self.services.storage.SaveSession(record, timeout=self.settings.storage_timeout_s)
 
     async def end(self) -> None:
+        self.discard_speculation()
         await self.interrupt("session_end")
         await self.flush_saves()
         await self.send(
-            {"type": "session.ended", "session_id": self.session_id, "unsaved_turns": len(self.unsaved)}
+            {
+                "type": "session.ended",
+                "session_id": self.session_id,
+                "unsaved_turns": len(self.unsaved),
+                "speculation": self.speculation,
+            }
         )
         self.closed = True
         with contextlib.suppress(Exception):
@@ -341,6 +380,7 @@ class VoiceSession:
         self.closed = True
         if self.utterance is not None and self.utterance.task is not None:
             self.utterance.task.cancel()
+        self.discard_speculation()
         await self.interrupt("disconnect")
         for task in list(self.tasks):
             task.cancel()
@@ -376,6 +416,8 @@ class VoiceSession:
             self.utterance.feed(pcm)
         # Silero is cheap (~0.2 ms per 32 ms frame) but it is still inference: keep it off the loop.
         events = await asyncio.to_thread(self.vad.process, samples)
+        if self.speculative is not None and self.vad.last_voice_frame > self.speculative.voice_frame:
+            self.discard_speculation()  # the user was only pausing
         for event in events:
             if event.kind == "start":
                 await self.on_speech_start(event.at_s)
@@ -457,6 +499,8 @@ class VoiceSession:
                     await self.send(
                         {"type": "transcript.partial", "turn_id": utterance.turn_id, "text": event.text}
                     )
+                    if event.stable and self.settings.speculate:
+                        self.speculate(utterance, event.text.strip())
                 elif event.kind == stt_pb2.TranscriptEvent.FINAL:
                     final = event
         except grpc.aio.AioRpcError as e:
@@ -481,10 +525,57 @@ class VoiceSession:
         }
         text = final.text.strip()
         await self.send({"type": "transcript.final", "turn_id": utterance.turn_id, "text": text})
+        spec = self.speculative
+        if spec is not None and (spec.turn_id != utterance.turn_id or spec.user_text != text or not text):
+            self.discard_speculation()
+            spec = None
         if not text:
             return  # nothing intelligible: no reply (documented)
         await self.interrupt("new_input")
-        self.start_reply(utterance.turn_id, text, bytes(utterance.audio), timings, speech_end)
+        if spec is None:
+            self.start_reply(utterance.turn_id, text, bytes(utterance.audio), timings, speech_end)
+            return
+        # The speculative reply was for exactly this turn: it becomes the reply, output released.
+        self.speculative = None
+        self.speculation["used"] += 1
+        spec.input_audio, spec.speech_end_wall = bytes(utterance.audio), speech_end
+        spec.timings.update(timings)
+        self.reply = spec
+        await self.release(spec)
+
+    # ----- speculation -------------------------------------------------------------------------
+
+    def speculate(self, utterance: Utterance, text: str) -> None:
+        """Start replying to a stable transcript while the end-of-turn silence is still running."""
+        if not text or self.vad is None:
+            return
+        if self.speculative is not None:
+            if self.speculative.user_text == text:
+                return
+            self.discard_speculation()
+        reply = Reply(utterance.turn_id, text, b"", {}, time.perf_counter(), held=True, speculative=True)
+        reply.voice_frame = self.vad.last_voice_frame
+        self.speculative = reply
+        self.speculation["started"] += 1
+        reply.task = self.spawn(self.respond(reply))
+
+    def discard_speculation(self) -> None:
+        reply, self.speculative = self.speculative, None
+        if reply is None:
+            return
+        reply.discarded = True
+        self.speculation["discarded"] += 1
+        if reply.task is not None:
+            reply.task.cancel()
+
+    async def release(self, reply: Reply) -> None:
+        """Send a held reply's buffered output in order; later output then flows directly."""
+        reply.held, reply.flushing = False, True
+        while reply.buffer:
+            await self.deliver(reply, reply.buffer.pop(0))
+        reply.flushing = False
+        if reply.finished_while_held:
+            self.remember_reply(reply)
 
     # ----- the reply ---------------------------------------------------------------------------
 
@@ -539,8 +630,8 @@ class VoiceSession:
                     if not reply.text:
                         reply.timings["llm_first_token"] = _ms(time.perf_counter() - started)
                     reply.text += event.delta
-                    await self.send(
-                        {"type": "response.text.delta", "turn_id": reply.turn_id, "delta": event.delta}
+                    await self.emit(
+                        reply, {"type": "response.text.delta", "turn_id": reply.turn_id, "delta": event.delta}
                     )
                     for sentence in splitter.push(event.delta):
                         reply.timings.setdefault("llm_first_sentence", _ms(time.perf_counter() - started))
@@ -566,7 +657,7 @@ class VoiceSession:
             reply.in_flight.discard("llm")
             error = rpc_error("llm", e)
             reply.error = error.code
-            await self.send_error(error.code, error.message, reply.turn_id)
+            await self.emit_error(reply, error.code, error.message)
         finally:
             call.cancel()
             if not speaker.done():
@@ -601,20 +692,20 @@ class VoiceSession:
                     reply.segments.append((sentence, segment_start, end_ms))
                 if not reply.audio_started:
                     reply.audio_started = True
-                    await self.send(
+                    await self.emit(
+                        reply,
                         {
                             "type": "response.audio.start",
                             "turn_id": reply.turn_id,
                             "encoding": "pcm_s16le",
                             "sample_rate": self.output_rate,
                             "channels": 1,
-                        }
+                        },
                     )
-                    reply.timings["voice_to_voice"] = _ms(time.perf_counter() - reply.speech_end_wall)
                 for i in range(0, len(pcm), frame_bytes):
                     frame = pcm[i : i + frame_bytes]
                     reply.audio += frame
-                    await self.send_audio(frame)
+                    await self.emit(reply, frame)
         finally:
             if not synthesizer.done():
                 synthesizer.cancel()
@@ -655,7 +746,7 @@ class VoiceSession:
                     reply.in_flight.discard("tts")
                     error = rpc_error("tts", e)
                     reply.error = error.code
-                    await self.send_error(error.code, error.message, reply.turn_id)
+                    await self.emit_error(reply, error.code, error.message)
                 else:
                     reply.in_flight.discard("tts")
                 finally:
@@ -665,8 +756,10 @@ class VoiceSession:
             audio.put_nowait(None)
 
     async def finish_reply(self, reply: Reply) -> None:
+        if reply.discarded:
+            return  # a speculation nobody heard: no events, no memory
         if reply.audio_started:
-            await self.send({"type": "response.audio.end", "turn_id": reply.turn_id})
+            await self.emit(reply, {"type": "response.audio.end", "turn_id": reply.turn_id})
         spoken = reply.spoken_text(self.output_rate)
         done: dict[str, Any] = {
             "type": "response.done",
@@ -681,8 +774,17 @@ class VoiceSession:
             done["cancelled_calls"] = reply.cancelled_calls
         if reply.error:
             done["error"] = reply.error
-        await self.send(done)
+        if reply.speculative:
+            done["speculative"] = True
+        await self.emit(reply, done)
+        if reply.held:
+            reply.finished_while_held = True  # remembered when released
+        else:
+            self.remember_reply(reply)
+
+    def remember_reply(self, reply: Reply) -> None:
         # The next turn's context holds only what the user actually heard.
+        spoken = reply.spoken_text(self.output_rate)
         self.history.append((reply.user_text, spoken + ("…" if reply.interrupted and spoken else "")))
         self.saves.put_nowait(reply)
 

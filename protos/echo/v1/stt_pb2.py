@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x65\x63ho/v1/stt.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\"\xdd\x01\n\x11RecognitionConfig\x12#\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x14.echo.v1.AudioFormat\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\x0finterim_results\x18\x03 \x01(\x08\x12\x1d\n\x15\x65nable_speaker_labels\x18\x04 \x01(\x08\x12\x17\n\x0fvocabulary_name\x18\x05 \x01(\t\x12\x1e\n\x16vocabulary_filter_name\x18\x06 \x01(\t\x12 \n\x18vocabulary_filter_method\x18\x07 \x01(\t\"e\n\x19StreamingRecognizeRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.echo.v1.RecognitionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"Z\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x01\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"\xf6\x01\n\x0fTranscriptEvent\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.echo.v1.TranscriptEvent.Kind\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07start_s\x18\x03 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x04 \x01(\x01\x12\x1c\n\x05words\x18\x05 \x03(\x0b\x32\r.echo.v1.Word\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x11\n\tdecode_ms\x18\x07 \x01(\x01\x12\x0f\n\x07\x61udio_s\x18\x08 \x01(\x01\"4\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07PARTIAL\x10\x01\x12\t\n\x05\x46INAL\x10\x02\"Z\n\x10RecognizeRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.echo.v1.RecognitionConfig\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\x12\x0b\n\x03uri\x18\x03 \x01(\t\"H\n\x07Segment\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x01\x12\x0f\n\x07speaker\x18\x04 \x01(\t\"\x82\x01\n\x11RecognizeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\"\n\x08segments\x18\x02 \x03(\x0b\x32\x10.echo.v1.Segment\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x12\n\nduration_s\x18\x04 \x01(\x01\x12\x15\n\rprocessing_ms\x18\x05 \x01(\x01\x32\xaa\x01\n\x0cSpeechToText\x12V\n\x12StreamingRecognize\x12\".echo.v1.StreamingRecognizeRequest\x1a\x18.echo.v1.TranscriptEvent(\x01\x30\x01\x12\x42\n\tRecognize\x12\x19.echo.v1.RecognizeRequest\x1a\x1a.echo.v1.RecognizeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x65\x63ho/v1/stt.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\"\xdd\x01\n\x11RecognitionConfig\x12#\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x14.echo.v1.AudioFormat\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x17\n\x0finterim_results\x18\x03 \x01(\x08\x12\x1d\n\x15\x65nable_speaker_labels\x18\x04 \x01(\x08\x12\x17\n\x0fvocabulary_name\x18\x05 \x01(\t\x12\x1e\n\x16vocabulary_filter_name\x18\x06 \x01(\t\x12 \n\x18vocabulary_filter_method\x18\x07 \x01(\t\"e\n\x19StreamingRecognizeRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.echo.v1.RecognitionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"Z\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x01\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"\x86\x02\n\x0fTranscriptEvent\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.echo.v1.TranscriptEvent.Kind\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07start_s\x18\x03 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x04 \x01(\x01\x12\x1c\n\x05words\x18\x05 \x03(\x0b\x32\r.echo.v1.Word\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x11\n\tdecode_ms\x18\x07 \x01(\x01\x12\x0f\n\x07\x61udio_s\x18\x08 \x01(\x01\x12\x0e\n\x06stable\x18\t \x01(\x08\"4\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07PARTIAL\x10\x01\x12\t\n\x05\x46INAL\x10\x02\"Z\n\x10RecognizeRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.echo.v1.RecognitionConfig\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\x12\x0b\n\x03uri\x18\x03 \x01(\t\"H\n\x07Segment\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x01\x12\x0f\n\x07speaker\x18\x04 \x01(\t\"\x82\x01\n\x11RecognizeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\"\n\x08segments\x18\x02 \x03(\x0b\x32\x10.echo.v1.Segment\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x12\n\nduration_s\x18\x04 \x01(\x01\x12\x15\n\rprocessing_ms\x18\x05 \x01(\x01\x32\xaa\x01\n\x0cSpeechToText\x12V\n\x12StreamingRecognize\x12\".echo.v1.StreamingRecognizeRequest\x1a\x18.echo.v1.TranscriptEvent(\x01\x30\x01\x12\x42\n\tRecognize\x12\x19.echo.v1.RecognizeRequest\x1a\x1a.echo.v1.RecognizeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,15 +39,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORD']._serialized_start=378
   _globals['_WORD']._serialized_end=468
   _globals['_TRANSCRIPTEVENT']._serialized_start=471
-  _globals['_TRANSCRIPTEVENT']._serialized_end=717
-  _globals['_TRANSCRIPTEVENT_KIND']._serialized_start=665
-  _globals['_TRANSCRIPTEVENT_KIND']._serialized_end=717
-  _globals['_RECOGNIZEREQUEST']._serialized_start=719
-  _globals['_RECOGNIZEREQUEST']._serialized_end=809
-  _globals['_SEGMENT']._serialized_start=811
-  _globals['_SEGMENT']._serialized_end=883
-  _globals['_RECOGNIZERESPONSE']._serialized_start=886
-  _globals['_RECOGNIZERESPONSE']._serialized_end=1016
-  _globals['_SPEECHTOTEXT']._serialized_start=1019
-  _globals['_SPEECHTOTEXT']._serialized_end=1189
+  _globals['_TRANSCRIPTEVENT']._serialized_end=733
+  _globals['_TRANSCRIPTEVENT_KIND']._serialized_start=681
+  _globals['_TRANSCRIPTEVENT_KIND']._serialized_end=733
+  _globals['_RECOGNIZEREQUEST']._serialized_start=735
+  _globals['_RECOGNIZEREQUEST']._serialized_end=825
+  _globals['_SEGMENT']._serialized_start=827
+  _globals['_SEGMENT']._serialized_end=899
+  _globals['_RECOGNIZERESPONSE']._serialized_start=902
+  _globals['_RECOGNIZERESPONSE']._serialized_end=1032
+  _globals['_SPEECHTOTEXT']._serialized_start=1035
+  _globals['_SPEECHTOTEXT']._serialized_end=1205
 # @@protoc_insertion_point(module_scope)

@@ -49,7 +49,7 @@ class Word(_message.Message):
     def __init__(self, text: _Optional[str] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., probability: _Optional[float] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class TranscriptEvent(_message.Message):
-    __slots__ = ("kind", "text", "start_s", "end_s", "words", "language", "decode_ms", "audio_s")
+    __slots__ = ("kind", "text", "start_s", "end_s", "words", "language", "decode_ms", "audio_s", "stable")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TranscriptEvent.Kind]
@@ -66,6 +66,7 @@ class TranscriptEvent(_message.Message):
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_S_FIELD_NUMBER: _ClassVar[int]
+    STABLE_FIELD_NUMBER: _ClassVar[int]
     kind: TranscriptEvent.Kind
     text: str
     start_s: float
@@ -74,7 +75,8 @@ class TranscriptEvent(_message.Message):
     language: str
     decode_ms: float
     audio_s: float
-    def __init__(self, kind: _Optional[_Union[TranscriptEvent.Kind, str]] = ..., text: _Optional[str] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., language: _Optional[str] = ..., decode_ms: _Optional[float] = ..., audio_s: _Optional[float] = ...) -> None: ...
+    stable: bool
+    def __init__(self, kind: _Optional[_Union[TranscriptEvent.Kind, str]] = ..., text: _Optional[str] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., language: _Optional[str] = ..., decode_ms: _Optional[float] = ..., audio_s: _Optional[float] = ..., stable: _Optional[bool] = ...) -> None: ...
 
 class RecognizeRequest(_message.Message):
     __slots__ = ("config", "audio", "uri")

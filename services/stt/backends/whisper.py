@@ -137,9 +137,11 @@ class WhisperBackend:
         def take(task: asyncio.Task) -> stt_pb2.TranscriptEvent:
             nonlocal candidate
             segments, lang, ms = task.result()
+            event = self._event(stt_pb2.TranscriptEvent.PARTIAL, segments, lang, ms, running_upto / RATE)
             if running_is_final:
                 candidate = (running_upto, (segments, lang, ms))
-            return self._event(stt_pb2.TranscriptEvent.PARTIAL, segments, lang, ms, running_upto / RATE)
+                event.stable = True
+            return event
 
         try:
             async for data in audio:
