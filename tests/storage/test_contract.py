@@ -18,8 +18,9 @@ def storage(request, log_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp(f"storage-{request.param}")
     env = {"ECHO_STORAGE_SERVICE": request.param, "ECHO_DATA_DIR": str(data_dir)}
     proc, address = start_grpc_service("storage", env, log_dir)
-    yield {"address": address, "env": env, "proc": proc, "data_dir": data_dir, "backend": request.param}
-    proc.stop()
+    state = {"address": address, "env": env, "proc": proc, "data_dir": data_dir, "backend": request.param}
+    yield state
+    state["proc"].stop()  # the restart test swaps in a new process
 
 
 @pytest.fixture()
