@@ -166,11 +166,16 @@ class WhisperBackend:
                     continue
                 quiet_tail = voiced_upto > 0 and total - voiced_upto >= QUIET_TAIL_S * RATE
                 if quiet_tail and (candidate is None or candidate[0] < voiced_upto):
-                    running_upto, running_is_final = total, True
+                    decoded_upto = running_upto = total
+                    running_is_final = True
                     running = asyncio.create_task(
                         self._decode(np.concatenate(chunks), language, self.settings.beam_size)
                     )
-                elif config.interim_results and total - decoded_upto >= interval:
+                elif (
+                    config.interim_results and total - decoded_upto >= interval and voiced_upto > decoded_upto
+                ):
+                    # Only when there is new speech: re-decoding trailing silence would just compete
+                    # with the reply's LLM for the CPU.
                     # Partials use greedy decoding: they are replaced anyway, and speed matters more.
                     decoded_upto = running_upto = total
                     running_is_final = False
