@@ -35,7 +35,7 @@ class GatewaySettings:
     llm_model: str = field(default="", metadata={"help": "model name passed to the llm service"})
     max_tokens: int = field(default=200, metadata={"help": "reply length cap in tokens"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
-    history_turns: int = field(default=8, metadata={"help": "past turns sent to the LLM"})
+    history_turns: int = field(default=8, metadata={"help": "most past turns sent to the LLM"})
     voice: str = field(default="", metadata={"help": "default voice (empty: the tts service's)"})
     # Deadlines for gRPC calls, seconds.
     llm_timeout_s: float = 90.0

@@ -21,7 +21,7 @@ RATE = 16000
 # "Quiet" for the early final decode: a chunk well below the utterance's peak and near silence.
 QUIET_BELOW_PEAK_DB = 25.0
 QUIET_FLOOR_DB = -50.0
-QUIET_TAIL_S = 0.2
+QUIET_TAIL_S = 0.15
 SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 FILE_ENCODINGS = {
     audio_pb2.WAV: "wav",
