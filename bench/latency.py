@@ -41,6 +41,9 @@ UTTERANCES = [
 ]
 
 
+LEAD_S = 0.3  # silence before the voice in each clip
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -75,7 +78,7 @@ async def measure_turns(url: str, rounds: int, warmup: int) -> list[dict[str, fl
     rows: list[dict[str, float]] = []
     async with VoiceClient(url) as client:
         await client.start(16000)
-        clips = [speech_pcm(text, 16000) for text in UTTERANCES]
+        clips = [speech_pcm(text, 16000, lead_s=LEAD_S) for text in UTTERANCES]
         for i in range(warmup + rounds * len(UTTERANCES)):
             clip = clips[i % len(clips)]
             result = await client.talk(clip, 16000, realtime=True, silence_s=1.2)
@@ -95,6 +98,10 @@ async def measure_turns(url: str, rounds: int, warmup: int) -> list[dict[str, fl
                 t["overhead"] = t["voice_to_voice"] - (
                     t["endpointing"] + t["stt"] + t["llm_first_sentence"] + t["tts_first_audio"]
                 )
+            partials = [e["_received_at"] for e in result.events if e["type"] == "transcript.partial"]
+            if partials and result.audio_started_at is not None:
+                # The clips start with LEAD_S of silence before the voice.
+                t["first_partial"] = 1000 * (min(partials) - result.audio_started_at - LEAD_S)
             t["llm_transport"] = t["llm_first_token"] - t.get("llm_first_token_service", t["llm_first_token"])
             rows.append(t)
             print(
@@ -173,6 +180,7 @@ def main() -> None:
             proc.wait(30)
 
     stages = [
+        ("first transcript.partial after speech start", "first_partial"),
         ("endpointing delay (VAD silence)", "endpointing"),
         ("final transcript after speech end", "stt"),
         ("  of which STT decode", "stt_decode"),

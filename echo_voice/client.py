@@ -26,6 +26,7 @@ class TurnResult:
     # Client-side clock: when the client finished sending speech, and when the first reply audio arrived.
     speech_sent_at: float | None = None
     first_audio_at: float | None = None
+    audio_started_at: float | None = None  # when the client began sending the utterance
 
 
 class VoiceClient:
@@ -49,7 +50,12 @@ class VoiceClient:
     async def _read(self) -> None:
         try:
             async for message in self.ws:
-                self.queue.put_nowait(message if isinstance(message, bytes) else json.loads(message))
+                if isinstance(message, bytes):
+                    self.queue.put_nowait(message)
+                else:
+                    event = json.loads(message)
+                    event["_received_at"] = time.perf_counter()  # client clock, for latency figures
+                    self.queue.put_nowait(event)
         except websockets.ConnectionClosed:
             pass
         self.queue.put_nowait({"type": "connection.closed"})
@@ -136,7 +142,7 @@ class VoiceClient:
         self, pcm: bytes, sample_rate: int, realtime: bool = True, silence_s: float = 1.0
     ) -> TurnResult:
         """Speak ``pcm``, then silence so server VAD ends the turn (input.commit if it does not)."""
-        result = TurnResult()
+        result = TurnResult(audio_started_at=time.perf_counter())
         await self.stream_audio(pcm, sample_rate, realtime)
         result.speech_sent_at = time.perf_counter()
         await self.stream_audio(b"\0" * int(sample_rate * silence_s) * 2, sample_rate, realtime)
