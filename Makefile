@@ -32,8 +32,17 @@ run: $(VENV)/.local-installed ## Set up everything and start the whole local sta
 	$(BIN)/echo-voice models pull
 	$(BIN)/echo-voice run
 
+# The web client test drives Debian's Chromium through Playwright (which downloads no browser).
+$(VENV)/.chromium: | $(BIN)/python
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Chromium (Debian package) for the web client test..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	} || echo "WARNING: Chromium could not be installed; the web client test will be skipped"
+	touch $@
+
 # Fragments (deploy/*.mk) add prerequisites of `make test` here, e.g. their own tool installs.
-TEST_PREREQS :=
+TEST_PREREQS := $(VENV)/.chromium
 -include deploy/*.mk
 
 test: $(VENV)/.dev-installed $(TEST_PREREQS) ## Install test dependencies, pull the small models, run lint and tests
