@@ -6,6 +6,7 @@ from services.common.registry import load_backend
 
 BACKENDS = {
     "whisper": "services.stt.backends.whisper:WhisperBackend",
+    "transcribe": "services.stt.backends.transcribe:TranscribeBackend",
 }
 
 
