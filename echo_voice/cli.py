@@ -117,6 +117,18 @@ async def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aws(args: argparse.Namespace) -> int:
+    from services.common.errors import ServiceError
+    from services.storage import aws_init, config
+
+    try:
+        asyncio.run(aws_init.init(config.load(), say=lambda line: print(f"[aws] {line}")))
+    except ServiceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="echo-voice",
@@ -155,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat_p.add_argument("--conversation", help="resume this conversation id")
     chat_p.set_defaults(func=lambda a: asyncio.run(_chat(a)))
+    aws_p = sub.add_parser(
+        "aws",
+        help="AWS helpers: `aws init` creates the DynamoDB tables and S3 bucket (idempotent)",
+        description="Uses AWS_REGION, DYNAMODB_TABLE_CONVERSATIONS, DYNAMODB_TABLE_SESSIONS, S3_BUCKET_AUDIO "
+        "and the SDK's usual credentials and endpoint variables.",
+    )
+    aws_p.add_argument("action", choices=["init"])
+    aws_p.set_defaults(func=_aws)
     return parser
 
 

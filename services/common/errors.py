@@ -28,6 +28,12 @@ class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class AlreadyExists(ServiceError):
+    """A different record already holds this key."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
 class ResourceExhausted(ServiceError):
     """Throttled or over a quota."""
 

@@ -21,6 +21,22 @@ class StorageSettings:
         default_factory=_default_data_dir, metadata={"env": "ECHO_DATA_DIR", "help": "SQLite + audio files"}
     )
     max_audio_bytes: int = field(default=50 * 1024 * 1024, metadata={"help": "largest audio object"})
+    # ECHO_STORAGE_SERVICE=aws: DynamoDB + S3, named as in the roadmap. Endpoints come from the SDK's own
+    # variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3).
+    region: str = field(default="", metadata={"env": "AWS_REGION", "help": "AWS region"})
+    table_conversations: str = field(
+        default="echo-conversations", metadata={"env": "DYNAMODB_TABLE_CONVERSATIONS", "help": "turns table"}
+    )
+    table_sessions: str = field(
+        default="echo-sessions", metadata={"env": "DYNAMODB_TABLE_SESSIONS", "help": "sessions table"}
+    )
+    session_index: str = field(
+        default="session_id-timestamp-index", metadata={"help": "GSI for a session's turns"}
+    )
+    bucket: str = field(default="echo-audio", metadata={"env": "S3_BUCKET_AUDIO", "help": "audio bucket"})
+    s3_encryption: str = field(default="AES256", metadata={"help": "AES256 (SSE-S3) or aws:kms (SSE-KMS)"})
+    kms_key_id: str = field(default="", metadata={"help": "KMS key for aws:kms (empty: the AWS managed key)"})
+    presign_seconds: int = field(default=900, metadata={"help": "lifetime of presigned audio URLs"})
     log_level: str = "INFO"
 
 

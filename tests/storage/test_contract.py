@@ -2,25 +2,53 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
 import pytest
 
 from echo.v1 import storage_pb2, storage_pb2_grpc
+from tests.aws.conftest import isolated_aws_env
+from tests.aws.standins import start_moto
 from tests.servicetools import start_grpc_service
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "aws"]
+
+
+def aws_stand_in(log_dir: Path) -> tuple[object, dict[str, str]]:
+    """moto server for DynamoDB and S3, with Echo's tables and bucket made by `echo-voice aws init`."""
+    server, url = start_moto(log_dir, name="moto-storage")
+    env = isolated_aws_env(url)
+    init = subprocess.run(
+        [sys.executable, "-m", "echo_voice.cli", "aws", "init"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert "table echo-conversations: created" in init.stdout and "bucket echo-audio: created" in init.stdout
+    return server, env
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def storage(request, log_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp(f"storage-{request.param}")
     env = {"ECHO_STORAGE_SERVICE": request.param, "ECHO_DATA_DIR": str(data_dir)}
+    stand_in = None
+    if request.param == "aws":
+        stand_in, aws_env = aws_stand_in(log_dir)
+        env |= aws_env
     proc, address = start_grpc_service("storage", env, log_dir)
     state = {"address": address, "env": env, "proc": proc, "data_dir": data_dir, "backend": request.param}
     yield state
     state["proc"].stop()  # the restart test swaps in a new process
+    if stand_in is not None:
+        stand_in.stop()
 
 
 @pytest.fixture()
@@ -167,6 +195,22 @@ async def test_oversize_audio_is_refused_and_leaves_nothing(storage, stub):
         ),
         ("SaveTurn", storage_pb2.Turn(conversation_id="c", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT),
         ("SaveTurn", storage_pb2.Turn(timestamp="t", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT),
+        ("SaveTurn", turn("c", "yesterday"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            "SaveTurn",
+            storage_pb2.Turn(
+                conversation_id="c",
+                session_id="s",
+                timestamp="2026-05-01T00:00:00.000000Z",
+                metadata_json="[1]",
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            "SaveSummary",
+            storage_pb2.SaveSummaryRequest(conversation_id="never-spoken", summary="x"),
+            grpc.StatusCode.NOT_FOUND,
+        ),
     ],
 )
 async def test_missing_and_malformed_records(stub, call, request_, code):
@@ -199,3 +243,16 @@ async def test_data_survives_a_restart(storage, log_dir):
         db = sqlite3.connect(storage["data_dir"] / "echo.sqlite3")
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         db.close()
+
+
+async def test_another_turn_may_not_take_a_saved_turns_key(stub):
+    await stub.SaveTurn(turn("conv-clash", "2026-06-01T10:00:00.000000Z"))
+    clash = turn("conv-clash", "2026-06-01T10:00:00.000000Z", text="other")
+    clash.turn_id = "someone-else"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.SaveTurn(clash)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    conversation = await stub.GetConversation(
+        storage_pb2.GetConversationRequest(conversation_id="conv-clash")
+    )
+    assert [t.client_input for t in conversation.turns] == ["hi"]

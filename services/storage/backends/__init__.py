@@ -6,6 +6,7 @@ from services.common.registry import load_backend
 
 BACKENDS = {
     "local": "services.storage.backends.local:LocalBackend",
+    "aws": "services.storage.backends.aws:AwsBackend",
 }
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from echo.v1 import storage_pb2
-from services.common.errors import InvalidArgument, NotFound
-from services.storage.backends.base import check_id, check_key
+from services.common.errors import AlreadyExists, InvalidArgument, NotFound
+from services.storage.backends.base import check_id, check_key, check_turn
 from services.storage.config import StorageSettings
 
 log = logging.getLogger("echo.storage.local")
@@ -169,13 +169,7 @@ class SQLiteConversationStore:
         )
 
     async def save_turn(self, turn: storage_pb2.Turn) -> storage_pb2.Turn:
-        check_id("conversation_id", turn.conversation_id)
-        check_id("session_id", turn.session_id)
-        if not turn.timestamp:
-            raise InvalidArgument("a turn needs its timestamp (the sort key)")
-        for key in (turn.input_audio_key, turn.output_audio_key):
-            if key:
-                check_key(key)
+        check_turn(turn)
         values = (
             turn.conversation_id,
             turn.timestamp,
@@ -189,14 +183,26 @@ class SQLiteConversationStore:
             turn.output_audio_key,
             int(turn.interrupted),
         )
-        # The primary key is (conversation_id, timestamp): a retried save replaces the same row.
-        await self._run(
-            lambda db: db.execute(
-                f"INSERT OR REPLACE INTO conversations ({TURN_COLUMNS}) VALUES "
-                f"({', '.join('?' * len(values))})",
+
+        def save(db: sqlite3.Connection) -> None:
+            # The primary key is (conversation_id, timestamp): a retry of the same turn replaces its row,
+            # a different turn may not take it over.
+            row = db.execute(
+                "SELECT turn_id FROM conversations WHERE conversation_id = ? AND timestamp = ?",
+                (turn.conversation_id, turn.timestamp),
+            ).fetchone()
+            if row is not None and row["turn_id"] != turn.turn_id:
+                raise AlreadyExists(
+                    f"conversation {turn.conversation_id!r} has another turn ({row['turn_id']!r}) "
+                    f"at {turn.timestamp}"
+                )
+            placeholders = ", ".join("?" * len(values))
+            db.execute(
+                f"INSERT OR REPLACE INTO conversations ({TURN_COLUMNS}) VALUES ({placeholders})",
                 values,
             )
-        )
+
+        await self._run(save)
         return turn
 
     async def get_conversation(self, conversation_id: str) -> storage_pb2.Conversation:
@@ -257,11 +263,20 @@ class SQLiteConversationStore:
 
     async def save_summary(self, conversation_id: str, summary: str) -> None:
         check_id("conversation_id", conversation_id)
-        await self._run(
-            lambda db: db.execute(
+
+        def save(db: sqlite3.Connection) -> None:
+            if (
+                db.execute(
+                    "SELECT 1 FROM conversations WHERE conversation_id = ?", (conversation_id,)
+                ).fetchone()
+                is None
+            ):
+                raise NotFound(f"no conversation {conversation_id!r}")
+            db.execute(
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?)", (conversation_id, summary, _now())
             )
-        )
+
+        await self._run(save)
 
     async def record_audio(self, key: str, content_type: str, size: int) -> None:
         await self._run(
@@ -304,6 +319,9 @@ class FileAudioStore:
             raise
         await self.index.record_audio(key, content_type or "application/octet-stream", size)
         return size
+
+    async def url(self, key: str) -> str:
+        return ""  # files are served through the gateway
 
     async def get(self, key: str) -> AsyncIterator[tuple[bytes, str]]:
         path = self._path(key)
