@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 from fastapi import FastAPI, Query, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from echo.v1 import storage_pb2
 from gateway import config
@@ -133,7 +133,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
 
     @app.get("/v1/conversations/{conversation_id}/audio/{key:path}", response_model=None)
-    async def audio(conversation_id: str, key: str) -> StreamingResponse | JSONResponse:
+    async def audio(conversation_id: str, key: str) -> StreamingResponse | JSONResponse | RedirectResponse:
         try:
             found = await get_conversation(conversation_id)
         except grpc.aio.AioRpcError as e:
@@ -144,6 +144,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 {"error": {"code": "not_found", "message": f"no audio {key!r} in this conversation"}},
                 status_code=404,
             )
+        try:
+            presigned = await app.state.services.storage.GetAudioUrl(
+                storage_pb2.GetAudioRequest(key=key), timeout=settings.storage_timeout_s
+            )
+        except grpc.aio.AioRpcError as e:
+            return _storage_failure(e)
+        if presigned.url:  # an object store serves the bytes itself (S3 presigned URL)
+            return RedirectResponse(presigned.url, status_code=307)
         call = app.state.services.storage.GetAudio(
             storage_pb2.GetAudioRequest(key=key), timeout=settings.storage_timeout_s * 6
         )

@@ -15,7 +15,7 @@ def main() -> None:
         "storage",
         storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name,
         storage_pb2_grpc.add_StorageServicer_to_server,
-        StorageServicer(backend, settings.max_audio_bytes),
+        StorageServicer(backend, settings.max_audio_bytes, settings.presign_seconds),
         settings,
         backend,
     )

@@ -12,9 +12,10 @@ from services.storage.backends.base import StorageBackend, check_key
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    def __init__(self, backend: StorageBackend, max_audio_bytes: int) -> None:
+    def __init__(self, backend: StorageBackend, max_audio_bytes: int, presign_seconds: int = 900) -> None:
         self.backend = backend
         self.max_audio_bytes = max_audio_bytes
+        self.presign_seconds = presign_seconds
 
     @unary_errors
     async def SaveSession(
@@ -71,6 +72,13 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     ) -> AsyncIterator[storage_pb2.AudioChunk]:
         async for data, content_type in self.backend.audio.get(request.key):
             yield storage_pb2.AudioChunk(data=data, content_type=content_type)
+
+    @unary_errors
+    async def GetAudioUrl(
+        self, request: storage_pb2.GetAudioRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.AudioUrl:
+        url = await self.backend.audio.url(check_key(request.key))
+        return storage_pb2.AudioUrl(url=url, expires_in_s=self.presign_seconds if url else 0)
 
     @unary_errors
     async def SaveSummary(

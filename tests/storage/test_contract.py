@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from echo.v1 import storage_pb2, storage_pb2_grpc
-from tests.aws.conftest import isolated_aws_env
-from tests.aws.standins import start_moto
+from tests.aws.storage_standin import aws_stand_in
 from tests.servicetools import start_grpc_service
 
 BACKENDS = ["local", "aws"]
-
-
-def aws_stand_in(log_dir: Path) -> tuple[object, dict[str, str]]:
-    """moto server for DynamoDB and S3, with Echo's tables and bucket made by `echo-voice aws init`."""
-    server, url = start_moto(log_dir, name="moto-storage")
-    env = isolated_aws_env(url)
-    init = subprocess.run(
-        [sys.executable, "-m", "echo_voice.cli", "aws", "init"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert init.returncode == 0, init.stdout + init.stderr
-    assert "table echo-conversations: created" in init.stdout and "bucket echo-audio: created" in init.stdout
-    return server, env
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -256,3 +236,17 @@ async def test_another_turn_may_not_take_a_saved_turns_key(stub):
         storage_pb2.GetConversationRequest(conversation_id="conv-clash")
     )
     assert [t.client_input for t in conversation.turns] == ["hi"]
+
+
+async def test_audio_url_is_presigned_for_object_stores(storage, stub):
+    await put(stub, "sess-u/20260701T100000000000Z_output.wav", b"RIFF-presigned")
+    reply = await stub.GetAudioUrl(
+        storage_pb2.GetAudioRequest(key="sess-u/20260701T100000000000Z_output.wav")
+    )
+    if storage["backend"] == "local":
+        assert reply.url == "" and reply.expires_in_s == 0  # served through GetAudio instead
+        return
+    assert "X-Amz-Signature=" in reply.url and reply.expires_in_s == 900
+    async with httpx.AsyncClient() as http:
+        fetched = await http.get(reply.url)
+    assert fetched.status_code == 200 and fetched.content == b"RIFF-presigned"

@@ -132,6 +132,14 @@ class AudioChunk(_message.Message):
     content_type: str
     def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
 
+class AudioUrl(_message.Message):
+    __slots__ = ("url", "expires_in_s")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_S_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    expires_in_s: int
+    def __init__(self, url: _Optional[str] = ..., expires_in_s: _Optional[int] = ...) -> None: ...
+
 class SaveSummaryRequest(_message.Message):
     __slots__ = ("conversation_id", "summary")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]

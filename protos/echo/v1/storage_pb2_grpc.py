@@ -70,6 +70,11 @@ class StorageStub:
                 request_serializer=echo_dot_v1_dot_storage__pb2.GetAudioRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_storage__pb2.AudioChunk.FromString,
                 _registered_method=True)
+        self.GetAudioUrl = channel.unary_unary(
+                '/echo.v1.Storage/GetAudioUrl',
+                request_serializer=echo_dot_v1_dot_storage__pb2.GetAudioRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.AudioUrl.FromString,
+                _registered_method=True)
         self.SaveSummary = channel.unary_unary(
                 '/echo.v1.Storage/SaveSummary',
                 request_serializer=echo_dot_v1_dot_storage__pb2.SaveSummaryRequest.SerializeToString,
@@ -124,6 +129,14 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAudioUrl(self, request, context):
+        """A time-limited URL to fetch the audio from directly (S3 presigned); empty when the backend has
+        none and the audio must be read through GetAudio.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SaveSummary(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -167,6 +180,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.GetAudio,
                     request_deserializer=echo_dot_v1_dot_storage__pb2.GetAudioRequest.FromString,
                     response_serializer=echo_dot_v1_dot_storage__pb2.AudioChunk.SerializeToString,
+            ),
+            'GetAudioUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAudioUrl,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.GetAudioRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.AudioUrl.SerializeToString,
             ),
             'SaveSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.SaveSummary,
@@ -364,6 +382,33 @@ class Storage:
             '/echo.v1.Storage/GetAudio',
             echo_dot_v1_dot_storage__pb2.GetAudioRequest.SerializeToString,
             echo_dot_v1_dot_storage__pb2.AudioChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAudioUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/GetAudioUrl',
+            echo_dot_v1_dot_storage__pb2.GetAudioRequest.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.AudioUrl.FromString,
             options,
             channel_credentials,
             insecure,

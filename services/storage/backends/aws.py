@@ -304,7 +304,8 @@ class AwsBackend:
             self._resources["turns"] = await dynamodb.Table(self.settings.table_conversations)
             self._resources["sessions"] = await dynamodb.Table(self.settings.table_sessions)
             self._resources["s3"] = await self._stack.enter_async_context(
-                aws.client("s3", self.settings.region or None, aws_session=session)
+                # SigV4: presigned URLs must work in every region (newer ones refuse SigV2).
+                aws.client("s3", self.settings.region or None, aws_session=session, signature_version="s3v4")
             )
             # Fail at start, with a clear message, when the tables or the bucket are missing.
             await self._resources["turns"].load()
