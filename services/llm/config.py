@@ -31,6 +31,13 @@ class LLMSettings:
     summary_max_tokens: int = field(default=160, metadata={"help": "default length limit of a summary"})
     max_prompt_chars: int = field(default=32000, metadata={"help": "longest prompt accepted, in characters"})
     request_timeout_s: float = field(default=60.0, metadata={"help": "HTTP backend: read timeout per call"})
+    # ECHO_LLM_SERVICE=bedrock (roadmap names). Endpoints come from the SDK's own variables.
+    bedrock_model_id: str = field(default="", metadata={"env": "BEDROCK_MODEL_ID", "help": "the quick model"})
+    bedrock_region: str = field(default="", metadata={"env": "BEDROCK_REGION", "help": "Bedrock region"})
+    bedrock_models_file: str = field(
+        default="",
+        metadata={"help": "purpose -> model/fallback table (default: services/llm/bedrock_models.yaml)"},
+    )
     prices_file: str = field(default="", metadata={"help": "price table (default: services/llm/prices.yaml)"})
     log_level: str = "INFO"
 

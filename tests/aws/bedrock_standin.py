@@ -75,8 +75,11 @@ class _Raw:
     async def read(self) -> bytes:
         return self._body
 
+    def close(self) -> None:  # closing the stream early closes the response, as with aiohttp
+        pass
 
-@dataclass
+
+@dataclass(eq=False)  # registered as an event handler: hashed by identity
 class BedrockStandIn:
     models: dict[str, ModelScript] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)

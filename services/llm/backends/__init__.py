@@ -9,6 +9,7 @@ BACKENDS = {
     # Ollama speaks the OpenAI chat-completions protocol, so one client serves both.
     "ollama": "services.llm.backends.openai_compat:OpenAICompatBackend",
     "openai": "services.llm.backends.openai_compat:OpenAICompatBackend",
+    "bedrock": "services.llm.backends.bedrock:BedrockBackend",
 }
 
 

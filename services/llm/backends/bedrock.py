@@ -1,0 +1,193 @@
+"""Amazon Bedrock through the Converse API (ConverseStream), with a model per purpose and a fallback.
+
+A request names a model, or a purpose ("quick", "complex", "summarize", "cheap") that the table in
+bedrock_models.yaml maps to a model and a fallback. The fallback answers when the first model is
+throttled or fails before producing any text; once text has streamed, a failure is reported instead
+(replaying a reply from another model would repeat words the user already heard).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from echo.v1 import audio_pb2, llm_pb2
+from services.common import aws
+from services.common.config import ConfigError
+from services.common.errors import ResourceExhausted, ServiceError, Unavailable
+from services.llm import summary
+from services.llm.config import LLMSettings
+from services.llm.prices import PriceTable
+
+log = logging.getLogger("echo.llm.bedrock")
+DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "bedrock_models.yaml"
+PURPOSES = ("quick", "complex", "summarize", "cheap")
+
+
+def load_model_table(path: str | Path = "") -> dict[str, tuple[str, str]]:
+    path = Path(path or DEFAULT_MODELS)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read the Bedrock model table {path}: {e}") from e
+    table = {}
+    for purpose in PURPOSES:
+        row = (data.get("purposes") or {}).get(purpose) or {}
+        if not row.get("model"):
+            raise ConfigError(f"{path}: purpose {purpose!r} needs a model")
+        table[purpose] = (str(row["model"]), str(row.get("fallback") or ""))
+    return table
+
+
+def converse_messages(
+    messages: list[llm_pb2.ChatMessage],
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Echo's chat messages as Converse wants them: system prompts apart, and user/assistant turns
+    alternating and starting with the user (consecutive messages of one role are merged)."""
+    system = [{"text": m.content} for m in messages if m.role == "system" and m.content.strip()]
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system" or not m.content.strip():
+            continue
+        if turns and turns[-1]["role"] == m.role:
+            turns[-1]["content"][0]["text"] += "\n" + m.content
+        else:
+            turns.append({"role": m.role, "content": [{"text": m.content}]})
+    while turns and turns[0]["role"] != "user":
+        turns.pop(0)
+    return turns, system
+
+
+class BedrockBackend:
+    name = "bedrock"
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self.table = load_model_table(settings.bedrock_models_file)
+        if settings.bedrock_model_id:
+            _, fallback = self.table["quick"]
+            self.table["quick"] = (settings.bedrock_model_id, fallback)
+        self.prices = PriceTable.load(settings.prices_file)
+        self.client: Any = None
+        self._stack = AsyncExitStack()
+        self._region = settings.bedrock_region or None
+
+    async def start(self) -> None:
+        self.client = await self._stack.enter_async_context(
+            aws.client("bedrock-runtime", self._region, read_timeout=self.settings.request_timeout_s)
+        )
+        log.info("Bedrock in %s; models by purpose: %s", aws.region(self._region), self.table)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    def _models(self, request: llm_pb2.GenerateRequest) -> list[str]:
+        if request.model:
+            return [request.model]
+        model, fallback = self.table.get(request.purpose or "quick", self.table["quick"])
+        return [m for m in (model, fallback) if m]
+
+    async def generate(self, request: llm_pb2.GenerateRequest) -> AsyncIterator[llm_pb2.GenerateEvent]:
+        messages, system = converse_messages(list(request.messages))
+        sampling = request.sampling
+        inference: dict[str, Any] = {"maxTokens": sampling.max_tokens or self.settings.max_tokens}
+        inference["temperature"] = sampling.temperature or self.settings.temperature
+        inference["topP"] = sampling.top_p or self.settings.top_p
+        if sampling.stop:
+            inference["stopSequences"] = list(sampling.stop)
+        models = self._models(request)
+        for attempt, model in enumerate(models):
+            started = time.perf_counter()
+            produced = False
+            try:
+                async for event in self._stream(model, messages, system, inference, started):
+                    produced = produced or bool(event.delta)
+                    yield event
+                return
+            except (ResourceExhausted, Unavailable) as e:
+                # Throttled or failing: another model may well answer. Not after text has streamed.
+                if produced or attempt == len(models) - 1:
+                    raise
+                log.warning("%s failed (%s); falling back to %s", model, e, models[attempt + 1])
+
+    async def _stream(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        system: list[dict[str, str]],
+        inference: dict[str, Any],
+        started: float,
+    ) -> AsyncIterator[llm_pb2.GenerateEvent]:
+        kwargs: dict[str, Any] = {"modelId": model, "messages": messages, "inferenceConfig": inference}
+        if system:
+            kwargs["system"] = system
+        first_token_ms = 0.0
+        stop_reason, usage = "", {}
+        operation = f"Bedrock ConverseStream ({model})"
+        try:
+            response = await self.client.converse_stream(**kwargs)
+            stream = response["stream"]
+            try:
+                async for event in stream:
+                    if "contentBlockDelta" in event:
+                        text = event["contentBlockDelta"]["delta"].get("text", "")
+                        if text:
+                            first_token_ms = first_token_ms or (time.perf_counter() - started) * 1000
+                            yield llm_pb2.GenerateEvent(delta=text, model=model)
+                    elif "messageStop" in event:
+                        stop_reason = event["messageStop"].get("stopReason", "")
+                    elif "metadata" in event:
+                        usage = event["metadata"].get("usage", {})
+            finally:
+                # Closing the stream ends the HTTP response: a cancelled call stops billing tokens.
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+        except ServiceError:
+            raise
+        except Exception as e:
+            raise aws.map_error(e, operation) from e
+        input_tokens, output_tokens = int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0))
+        yield llm_pb2.GenerateEvent(
+            done=True,
+            model=model,
+            stop_reason=stop_reason,
+            usage=audio_pb2.Usage(
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=self.prices.cost(model, input_tokens, output_tokens),
+            ),
+            timing=llm_pb2.GenerateTiming(
+                first_token_ms=first_token_ms, total_ms=(time.perf_counter() - started) * 1000
+            ),
+        )
+
+    async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
+        return await summary.summarize(self, request, self.settings.summary_max_tokens)
+
+    async def list_models(self) -> list[llm_pb2.ModelInfo]:
+        configured = {m for pair in self.table.values() for m in pair if m}
+        catalogue: set[str] = set()
+        try:
+            async with aws.client("bedrock", self._region) as bedrock:
+                found = await bedrock.list_foundation_models(byOutputModality="TEXT")
+            catalogue = {m["modelId"] for m in found.get("modelSummaries", [])}
+        except Exception as e:  # the catalogue is a nicety; the configured set is what is served
+            log.warning("Bedrock catalogue unavailable (%s); listing the configured models", e)
+        default = self.table["quick"][0]
+        return [
+            llm_pb2.ModelInfo(
+                name=model,
+                backend=self.name,
+                is_default=model == default,
+                description=", ".join(p for p, pair in self.table.items() if model in pair)
+                or "in the Bedrock catalogue",
+            )
+            for model in sorted(configured | catalogue)
+        ]
