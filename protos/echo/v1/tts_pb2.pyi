@@ -8,34 +8,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SynthesizeRequest(_message.Message):
-    __slots__ = ("text", "voice", "format", "language", "rate", "ssml")
+    __slots__ = ("text", "voice", "format", "language", "rate", "ssml", "pitch", "speech_marks")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
     SSML_FIELD_NUMBER: _ClassVar[int]
+    PITCH_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_MARKS_FIELD_NUMBER: _ClassVar[int]
     text: str
     voice: str
     format: _audio_pb2.AudioFormat
     language: str
     rate: float
     ssml: bool
-    def __init__(self, text: _Optional[str] = ..., voice: _Optional[str] = ..., format: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., language: _Optional[str] = ..., rate: _Optional[float] = ..., ssml: _Optional[bool] = ...) -> None: ...
+    pitch: float
+    speech_marks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., voice: _Optional[str] = ..., format: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., language: _Optional[str] = ..., rate: _Optional[float] = ..., ssml: _Optional[bool] = ..., pitch: _Optional[float] = ..., speech_marks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SynthesizeResponse(_message.Message):
-    __slots__ = ("format", "audio", "sentence_index", "sentence_text", "usage")
+    __slots__ = ("format", "audio", "sentence_index", "sentence_text", "usage", "speech_marks_json")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     SENTENCE_INDEX_FIELD_NUMBER: _ClassVar[int]
     SENTENCE_TEXT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_MARKS_JSON_FIELD_NUMBER: _ClassVar[int]
     format: _audio_pb2.AudioFormat
     audio: bytes
     sentence_index: int
     sentence_text: str
     usage: _audio_pb2.Usage
-    def __init__(self, format: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., audio: _Optional[bytes] = ..., sentence_index: _Optional[int] = ..., sentence_text: _Optional[str] = ..., usage: _Optional[_Union[_audio_pb2.Usage, _Mapping]] = ...) -> None: ...
+    speech_marks_json: str
+    def __init__(self, format: _Optional[_Union[_audio_pb2.AudioFormat, _Mapping]] = ..., audio: _Optional[bytes] = ..., sentence_index: _Optional[int] = ..., sentence_text: _Optional[str] = ..., usage: _Optional[_Union[_audio_pb2.Usage, _Mapping]] = ..., speech_marks_json: _Optional[str] = ...) -> None: ...
 
 class ListVoicesRequest(_message.Message):
     __slots__ = ("language",)

@@ -6,6 +6,7 @@ from services.common.registry import load_backend
 
 BACKENDS = {
     "piper": "services.tts.backends.piper:PiperBackend",
+    "polly": "services.tts.backends.polly:PollyBackend",
 }
 
 

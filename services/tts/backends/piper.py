@@ -85,6 +85,10 @@ class PiperBackend:
             raise InvalidArgument(
                 f"piper produces pcm_s16le, not {audio_pb2.AudioEncoding.Name(request.format.encoding)}"
             )
+        if request.pitch:
+            raise InvalidArgument("the piper backend cannot change pitch")
+        if request.speech_marks:
+            raise InvalidArgument("the piper backend does not produce speech marks")
         if request.rate and not 0.25 <= request.rate <= 4.0:
             raise InvalidArgument(f"rate {request.rate} is outside 0.25-4.0")
         _, voice = self._voice(request.voice)

@@ -1,0 +1,195 @@
+"""Amazon Polly: SynthesizeSpeech with a voice per language, SSML (validated before it is sent), rate
+and pitch through SSML prosody, pcm/mp3/ogg_vorbis output, speech marks, and a bounded cache of
+repeated phrases (greetings and fillers are asked for again and again)."""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+from xml.sax.saxutils import escape
+
+from echo.v1 import audio_pb2, tts_pb2
+from services.common import aws
+from services.common.config import ConfigError
+from services.common.errors import InvalidArgument, NotFound
+from services.tts.config import TTSSettings
+
+log = logging.getLogger("echo.tts.polly")
+
+# The roadmap's voice per language.
+VOICES = {"en-US": "Joanna", "en-GB": "Amy", "es-ES": "Lucia", "fr-FR": "Lea"}
+ENGINES = ("standard", "neural", "generative", "long-form")
+# USD per character, on-demand list prices (check the current price list).
+PRICE_PER_CHAR = {"standard": 4e-6, "neural": 16e-6, "generative": 30e-6, "long-form": 100e-6}
+FORMATS = {
+    audio_pb2.PCM_S16LE: ("pcm", (8000, 16000), 16000),
+    audio_pb2.AUDIO_ENCODING_UNSPECIFIED: ("pcm", (8000, 16000), 16000),
+    audio_pb2.MP3: ("mp3", (8000, 16000, 22050, 24000), 22050),
+    audio_pb2.OGG_VORBIS: ("ogg_vorbis", (8000, 16000, 22050, 24000), 22050),
+}
+MARK_TYPES = ("word", "sentence", "viseme", "ssml")
+CHUNK = 32 * 1024
+
+
+def check_ssml(text: str) -> None:
+    """Polly's own SSML errors arrive late and vague; say exactly what is wrong before sending."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise InvalidArgument(f"invalid SSML: {e}") from None
+    if root.tag != "speak":
+        raise InvalidArgument(f"invalid SSML: the root element must be <speak>, not <{root.tag}>")
+
+
+def to_ssml(request: tts_pb2.SynthesizeRequest) -> tuple[str, str]:
+    """(text, TextType): plain text stays plain unless rate or pitch need SSML prosody."""
+    if request.ssml:
+        check_ssml(request.text)
+        if not (request.rate or request.pitch):
+            return request.text, "ssml"
+        inner = request.text.strip().removeprefix("<speak>").removesuffix("</speak>")
+    elif request.rate or request.pitch:
+        inner = escape(request.text)
+    else:
+        return request.text, "text"
+    attrs = []
+    if request.rate:
+        if not 0.2 <= request.rate <= 4.0:
+            raise InvalidArgument(f"rate {request.rate} is outside 0.2-4.0")
+        attrs.append(f'rate="{round(request.rate * 100)}%"')
+    if request.pitch:
+        if not -33 <= request.pitch <= 50:
+            raise InvalidArgument(f"pitch {request.pitch}% is outside -33..+50")
+        attrs.append(f'pitch="{request.pitch:+.0f}%"')
+    return f"<speak><prosody {' '.join(attrs)}>{inner}</prosody></speak>", "ssml"
+
+
+class PhraseCache:
+    """LRU of synthesised audio, bounded by entries and bytes."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.items: OrderedDict[tuple[Any, ...], tuple[bytes, str]] = OrderedDict()
+        self.size = self.hits = self.misses = 0
+
+    def get(self, key: tuple[Any, ...]) -> tuple[bytes, str] | None:
+        found = self.items.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self.items.move_to_end(key)
+        self.hits += 1
+        return found
+
+    def put(self, key: tuple[Any, ...], value: tuple[bytes, str]) -> None:
+        if len(value[0]) > self.max_bytes or self.max_entries <= 0:
+            return
+        if key in self.items:
+            self.size -= len(self.items.pop(key)[0])
+        self.items[key] = value
+        self.size += len(value[0])
+        while len(self.items) > self.max_entries or self.size > self.max_bytes:
+            _, (audio, _) = self.items.popitem(last=False)
+            self.size -= len(audio)
+
+
+class PollyBackend:
+    name = "polly"
+
+    def __init__(self, settings: TTSSettings) -> None:
+        if settings.polly_engine not in ENGINES:
+            raise ConfigError(f"POLLY_ENGINE={settings.polly_engine!r}: choose one of {ENGINES}")
+        self.settings = settings
+        self.cache = PhraseCache(settings.polly_cache_entries, settings.polly_cache_bytes)
+        self.client: Any = None
+        self.known_voices: dict[str, str] = {}  # voice id -> language code
+        self._stack = AsyncExitStack()
+
+    async def start(self) -> None:
+        self.client = await self._stack.enter_async_context(aws.client("polly", self.settings.region or None))
+        with aws.aws_errors("Polly DescribeVoices"):
+            found = await self.client.describe_voices(Engine=self.settings.polly_engine)
+        self.known_voices = {v["Id"]: v.get("LanguageCode", "") for v in found.get("Voices", [])}
+        log.info("Polly %s engine: %d voices", self.settings.polly_engine, len(self.known_voices))
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    def _voice(self, request: tts_pb2.SynthesizeRequest) -> str:
+        voice = request.voice or self.settings.polly_voice_id or VOICES.get(request.language, "")
+        voice = voice or VOICES.get(request.language.split("-")[0] + "-US", "") or VOICES["en-US"]
+        if self.known_voices and voice not in self.known_voices:
+            raise NotFound(
+                f"unknown voice {voice!r} for the {self.settings.polly_engine} engine; "
+                f"for example: {', '.join(sorted(self.known_voices)[:8])}"
+            )
+        return voice
+
+    async def voices(self, language: str = "") -> list[tts_pb2.VoiceInfo]:
+        default = self.settings.polly_voice_id or VOICES["en-US"]
+        return [
+            tts_pb2.VoiceInfo(
+                name=v, language=lang, sample_rate=16000, backend=self.name, is_default=v == default
+            )
+            for v, lang in sorted(self.known_voices.items())
+            if not language or lang.lower().startswith(language.lower())
+        ]
+
+    async def _call(self, **kwargs: Any) -> tuple[bytes, str]:
+        with aws.aws_errors(f"Polly SynthesizeSpeech ({kwargs['VoiceId']}, {kwargs['Engine']})"):
+            response = await self.client.synthesize_speech(**kwargs)
+            async with response["AudioStream"] as stream:
+                data = await stream.read()
+        return data, response.get("ContentType", "")
+
+    async def synthesize(
+        self, request: tts_pb2.SynthesizeRequest
+    ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+        output, rates, default_rate = FORMATS.get(request.format.encoding, (None, (), 0))
+        if output is None:
+            raise InvalidArgument(
+                f"Polly produces pcm_s16le, mp3 or ogg_vorbis, not "
+                f"{audio_pb2.AudioEncoding.Name(request.format.encoding)}"
+            )
+        rate = request.format.sample_rate or default_rate
+        if rate not in rates:
+            raise InvalidArgument(f"Polly {output} comes at {rates} Hz, not {rate}")
+        bad_marks = [m for m in request.speech_marks if m not in MARK_TYPES]
+        if bad_marks:
+            raise InvalidArgument(f"unknown speech mark types {bad_marks}; use {MARK_TYPES}")
+        text, text_type = to_ssml(request)
+        voice, engine = self._voice(request), self.settings.polly_engine
+        params = {"Text": text, "TextType": text_type, "VoiceId": voice, "Engine": engine}
+        key = (text, text_type, voice, engine, output, rate)
+        cached = self.cache.get(key)
+        billed = cached is None  # a cache hit costs nothing
+        if cached is None:
+            cached = await self._call(**params, OutputFormat=output, SampleRate=str(rate))
+            self.cache.put(key, cached)
+        audio, _ = cached
+        encoding = request.format.encoding or audio_pb2.PCM_S16LE
+        yield tts_pb2.SynthesizeResponse(
+            format=audio_pb2.AudioFormat(encoding=encoding, sample_rate=rate, channels=1)
+        )
+        for i in range(0, len(audio), CHUNK):
+            yield tts_pb2.SynthesizeResponse(audio=audio[i : i + CHUNK], sentence_index=0)
+        marks = ""
+        if request.speech_marks:
+            marks_params = dict(params)
+            if text_type == "text":  # "ssml" marks need SSML input; wrapping plain text is equivalent
+                marks_params.update(Text=f"<speak>{escape(text)}</speak>", TextType="ssml")
+            data, _ = await self._call(
+                **marks_params, OutputFormat="json", SpeechMarkTypes=list(request.speech_marks)
+            )
+            marks = data.decode("utf-8", errors="replace")
+        characters = len(request.text) if billed else 0
+        if request.speech_marks:
+            characters += len(request.text)  # speech marks are a billed request of their own
+        yield tts_pb2.SynthesizeResponse(
+            usage=audio_pb2.Usage(characters=characters, cost_usd=characters * PRICE_PER_CHAR[engine]),
+            speech_marks_json=marks,
+        )

@@ -1,0 +1,184 @@
+"""The Polly TTS backend with the real SDK against moto. moto's audio is 8 placeholder bytes, so these
+check what is sent to Polly, the plumbing back, the cache, and the errors."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from echo.v1 import audio_pb2, tts_pb2, tts_pb2_grpc
+from services.common.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from services.tts.backends.polly import PollyBackend
+from services.tts.config import TTSSettings
+from tests.aws.bedrock_standin import BedrockStandIn
+from tests.aws.conftest import isolated_aws_env
+from tests.servicetools import start_grpc_service
+
+
+class Recorder:
+    """A before-send hook: records each SynthesizeSpeech request; can answer with an AWS error."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.fail_with: tuple[int, str] | None = None
+
+    def __call__(self, request, **_):  # type: ignore[no-untyped-def]
+        self.bodies.append(json.loads(request.body))
+        if self.fail_with:
+            status, code = self.fail_with
+            headers = {"content-type": "application/json", "x-amzn-errortype": f"{code}:"}
+            body = json.dumps({"__type": code, "message": f"{code} from the test"}).encode()
+            return BedrockStandIn._response(request.url, status, headers, [body])
+        return None
+
+
+@pytest.fixture
+async def polly(aws_env):
+    backend = PollyBackend(TTSSettings(backend="polly"))
+    await backend.start()
+    recorder = Recorder()
+    backend.client.meta.events.register("before-send.polly.SynthesizeSpeech", recorder)
+    yield backend, recorder
+    await backend.close()
+
+
+async def speak(backend, **fields) -> list[tts_pb2.SynthesizeResponse]:
+    return [r async for r in backend.synthesize(tts_pb2.SynthesizeRequest(**fields))]
+
+
+async def test_plain_text_request_and_reply(polly):
+    backend, recorder = polly
+    replies = await speak(backend, text="Hello there.")
+    (body,) = recorder.bodies
+    assert body == {
+        "Text": "Hello there.",
+        "TextType": "text",
+        "VoiceId": "Joanna",
+        "Engine": "neural",
+        "OutputFormat": "pcm",
+        "SampleRate": "16000",
+    }
+    assert replies[0].format.encoding == audio_pb2.PCM_S16LE and replies[0].format.sample_rate == 16000
+    assert b"".join(r.audio for r in replies) == b"\0" * 8  # moto's placeholder audio, passed through
+    assert replies[-1].usage.characters == 12
+    assert replies[-1].usage.cost_usd == pytest.approx(12 * 16e-6)
+
+
+async def test_repeated_phrases_come_from_the_cache(polly):
+    backend, recorder = polly
+    await speak(backend, text="One moment, please.")
+    again = await speak(backend, text="One moment, please.")
+    assert len(recorder.bodies) == 1 and backend.cache.hits == 1
+    assert again[-1].usage.characters == 0 and again[-1].usage.cost_usd == 0
+    await speak(backend, text="One moment, please.", voice="Matthew")  # another voice is another entry
+    assert len(recorder.bodies) == 2
+
+
+async def test_ssml_is_validated_before_sending(polly):
+    backend, recorder = polly
+    with pytest.raises(InvalidArgument, match="invalid SSML"):
+        await speak(backend, text="<speak>Hello <break time='1s'></speak>", ssml=True)
+    with pytest.raises(InvalidArgument, match="root element must be <speak>"):
+        await speak(backend, text="<voice>Hi</voice>", ssml=True)
+    assert recorder.bodies == []
+    await speak(backend, text="<speak>Hello <break time='300ms'/> there.</speak>", ssml=True)
+    assert recorder.bodies[-1]["TextType"] == "ssml"
+
+
+async def test_rate_and_pitch_become_prosody(polly):
+    backend, recorder = polly
+    await speak(backend, text="Tom & Jerry", rate=1.2, pitch=10)
+    assert (
+        recorder.bodies[-1]["Text"]
+        == '<speak><prosody rate="120%" pitch="+10%">Tom &amp; Jerry</prosody></speak>'
+    )
+    assert recorder.bodies[-1]["TextType"] == "ssml"
+    with pytest.raises(InvalidArgument, match="rate"):
+        await speak(backend, text="x", rate=9)
+
+
+async def test_formats_and_voices_per_language(polly):
+    backend, recorder = polly
+    # moto's SynthesizeSpeech refuses "Lea" although real Polly (and moto's own DescribeVoices) has it;
+    # what matters here is the request Echo sends.
+    with pytest.raises(InvalidArgument, match="Not one of"):
+        await speak(
+            backend, text="Bonjour.", language="fr-FR", format=audio_pb2.AudioFormat(encoding=audio_pb2.MP3)
+        )
+    assert (recorder.bodies[-1]["VoiceId"], recorder.bodies[-1]["OutputFormat"]) == ("Lea", "mp3")
+    assert recorder.bodies[-1]["SampleRate"] == "22050"
+    replies = await speak(backend, text="Hello.", format=audio_pb2.AudioFormat(encoding=audio_pb2.MP3))
+    assert replies[0].format.encoding == audio_pb2.MP3 and replies[0].format.sample_rate == 22050
+    await speak(
+        backend, text="Hola.", language="es-ES", format=audio_pb2.AudioFormat(encoding=audio_pb2.OGG_VORBIS)
+    )
+    assert (recorder.bodies[-1]["VoiceId"], recorder.bodies[-1]["OutputFormat"]) == ("Lucia", "ogg_vorbis")
+    await speak(backend, text="Hello.", language="en-GB")
+    assert recorder.bodies[-1]["VoiceId"] == "Amy"
+    with pytest.raises(InvalidArgument, match="pcm comes at"):
+        await speak(backend, text="x", format=audio_pb2.AudioFormat(sample_rate=22050))
+    with pytest.raises(InvalidArgument, match="WEBM_OPUS"):
+        await speak(backend, text="x", format=audio_pb2.AudioFormat(encoding=audio_pb2.WEBM_OPUS))
+    with pytest.raises(NotFound, match="unknown voice 'Nobody'"):
+        await speak(backend, text="x", voice="Nobody")
+
+
+async def test_speech_marks(polly):
+    backend, recorder = polly
+    replies = await speak(backend, text="Hello there.", speech_marks=["word", "viseme"])
+    marks_request = recorder.bodies[-1]
+    assert marks_request["OutputFormat"] == "json" and marks_request["SpeechMarkTypes"] == ["word", "viseme"]
+    assert marks_request["Text"] == "<speak>Hello there.</speak>"
+    assert replies[-1].speech_marks_json  # moto's placeholder, passed through
+    with pytest.raises(InvalidArgument, match="speech mark"):
+        await speak(backend, text="x", speech_marks=["emotion"])
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [(400, "ThrottlingException", ResourceExhausted), (403, "AccessDeniedException", PermissionDenied)],
+)
+async def test_aws_errors_are_specific(polly, status, code, error):
+    backend, recorder = polly
+    recorder.fail_with = (status, code)
+    with pytest.raises(error) as err:
+        await speak(backend, text="Fail please.")
+    assert "Polly SynthesizeSpeech (Joanna, neural)" in str(err.value)
+
+
+async def test_missing_credentials(monkeypatch, aws_env):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    backend = PollyBackend(TTSSettings(backend="polly"))
+    with pytest.raises(Unauthenticated, match="credentials"):
+        await backend.start()
+    await backend.close()
+
+
+async def test_through_the_tts_service(moto_url, log_dir):
+    proc, address = start_grpc_service(
+        "tts", {"ECHO_TTS_SERVICE": "polly", **isolated_aws_env(moto_url)}, log_dir
+    )
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = tts_pb2_grpc.TextToSpeechStub(channel)
+            voices = await stub.ListVoices(tts_pb2.ListVoicesRequest(language="en-US"), timeout=10)
+            assert "Joanna" in [v.name for v in voices.voices]
+            replies = [r async for r in stub.Synthesize(tts_pb2.SynthesizeRequest(text="Hi."), timeout=30)]
+            assert replies[0].format.sample_rate == 16000 and replies[-1].usage.characters == 3
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in stub.Synthesize(
+                    tts_pb2.SynthesizeRequest(text="Hi.", voice="Nobody"), timeout=30
+                ):
+                    pass
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        proc.stop()
