@@ -1,6 +1,7 @@
-"""A spoken turn through the AWS code paths that exist: STT on Amazon Transcribe streaming (the real
-amazon-transcribe client, HTTP/2 + TLS, to a local stand-in) and storage on DynamoDB + S3 (moto).
-The Transcribe stand-in answers a scripted transcript, so this checks the plumbing, not recognition."""
+"""A spoken turn through the AWS code paths: STT on Amazon Transcribe streaming (the real
+amazon-transcribe client, HTTP/2 + TLS, to a local stand-in), TTS on Polly and storage on DynamoDB + S3
+(moto). The stand-ins answer a scripted transcript and placeholder audio, so this checks the plumbing,
+not recognition or voices. The LLM stays local: Bedrock's stand-in lives inside a client process."""
 
 from __future__ import annotations
 
@@ -32,8 +33,11 @@ def aws_stack(stack, log_dir, transcribe_standin):  # noqa: F811 (the fixture im
         )
         stt, stt_addr = start_grpc_service("stt", {"ECHO_STT_SERVICE": "transcribe", **stt_env}, log_dir)
         started.append(stt)
+        tts, tts_addr = start_grpc_service("tts", {"ECHO_TTS_SERVICE": "polly", **aws_env}, log_dir)
+        started.append(tts)
         env = {f"ECHO_{n.upper()}_ADDR": a for n, a in stack.addresses.items()}
-        env |= {"ECHO_STT_ADDR": stt_addr, "ECHO_STORAGE_ADDR": storage_addr, "ECHO_GATEWAY_MAX_TOKENS": "40"}
+        env |= {"ECHO_STT_ADDR": stt_addr, "ECHO_STORAGE_ADDR": storage_addr, "ECHO_TTS_ADDR": tts_addr}
+        env |= {"ECHO_GATEWAY_MAX_TOKENS": "40"}
         gateway, base = start_gateway(env, log_dir, name="gateway-aws")
         started.append(gateway)
         yield base, transcribe_standin
@@ -43,7 +47,7 @@ def aws_stack(stack, log_dir, transcribe_standin):  # noqa: F811 (the fixture im
         moto.stop()
 
 
-async def test_spoken_turn_through_transcribe_and_dynamodb(aws_stack):
+async def test_spoken_turn_through_transcribe_polly_and_dynamodb(aws_stack):
     base, standin = aws_stack
     standin.script(transcript=SCRIPTED)
     pcm = speech_pcm("What is the capital of France?", 16000)
@@ -53,7 +57,11 @@ async def test_spoken_turn_through_transcribe_and_dynamodb(aws_stack):
     assert not result.errors, result.errors
     assert result.transcript == SCRIPTED
     assert result.partials and SCRIPTED.startswith(result.partials[0])
-    assert result.reply_text and result.audio
+    assert result.reply_text
+    # Polly (moto) answers each sentence with 8 placeholder bytes of 16 kHz pcm: format and plumbing.
+    assert started["output_audio"] == {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1}
+    assert result.sample_rate == 16000 and result.audio and set(result.audio) == {0}
+    assert len(result.audio) % 8 == 0
     # The stand-in really received our audio over HTTP/2, as a signed event stream.
     (record,) = standin.records()
     assert record["http_version"] == "2"
