@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from echo.v1 import llm_pb2
+from echo.v1 import audio_pb2, llm_pb2
+
+if TYPE_CHECKING:
+    from services.llm.prices import PriceTable
 
 
 class LLMBackend(Protocol):
@@ -27,3 +31,29 @@ class LLMBackend(Protocol):
         ...
 
     async def list_models(self) -> list[llm_pb2.ModelInfo]: ...
+
+
+def done_event(
+    prices: PriceTable,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    first_token_ms: float,
+    started: float,
+    stop_reason: str,
+    reported_model: str = "",
+) -> llm_pb2.GenerateEvent:
+    """The last event of every Generate stream: usage priced by ``model``, and timing."""
+    return llm_pb2.GenerateEvent(
+        done=True,
+        usage=audio_pb2.Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=prices.cost(model, input_tokens, output_tokens),
+        ),
+        timing=llm_pb2.GenerateTiming(
+            first_token_ms=first_token_ms, total_ms=(time.perf_counter() - started) * 1000
+        ),
+        model=reported_model or model,
+        stop_reason=stop_reason,
+    )

@@ -17,11 +17,12 @@ from typing import Any
 
 import yaml
 
-from echo.v1 import audio_pb2, llm_pb2
+from echo.v1 import llm_pb2
 from services.common import aws
 from services.common.config import ConfigError
 from services.common.errors import ResourceExhausted, ServiceError, Unavailable
 from services.llm import summary
+from services.llm.backends.base import done_event
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -154,18 +155,8 @@ class BedrockBackend:
         except Exception as e:
             raise aws.map_error(e, operation) from e
         input_tokens, output_tokens = int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0))
-        yield llm_pb2.GenerateEvent(
-            done=True,
-            model=model,
-            stop_reason=stop_reason,
-            usage=audio_pb2.Usage(
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cost_usd=self.prices.cost(model, input_tokens, output_tokens),
-            ),
-            timing=llm_pb2.GenerateTiming(
-                first_token_ms=first_token_ms, total_ms=(time.perf_counter() - started) * 1000
-            ),
+        yield done_event(
+            self.prices, model, input_tokens, output_tokens, first_token_ms, started, stop_reason
         )
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:

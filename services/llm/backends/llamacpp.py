@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from echo.v1 import audio_pb2, llm_pb2
+from echo.v1 import llm_pb2
 from services.common import models
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.llm import summary
+from services.llm.backends.base import done_event
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -252,18 +253,14 @@ class LlamaCppBackend:
                 job.tokens_at_cancel = job.output_tokens
                 job.cancel.set()
         input_tokens = len(job.prompt_tokens)
-        yield llm_pb2.GenerateEvent(
-            done=True,
-            usage=audio_pb2.Usage(
-                input_tokens=input_tokens,
-                output_tokens=job.output_tokens,
-                cost_usd=self.prices.cost(self.settings.model, input_tokens, job.output_tokens),
-            ),
-            timing=llm_pb2.GenerateTiming(
-                first_token_ms=first_token_ms, total_ms=(time.perf_counter() - started) * 1000
-            ),
-            model=self.settings.model,
-            stop_reason=job.stop_reason,
+        yield done_event(
+            self.prices,
+            self.settings.model,
+            input_tokens,
+            job.output_tokens,
+            first_token_ms,
+            started,
+            job.stop_reason,
         )
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from echo.v1 import audio_pb2, llm_pb2
+from echo.v1 import llm_pb2
 from services.common.errors import (
     InvalidArgument,
     NotFound,
@@ -25,6 +25,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.llm import summary
+from services.llm.backends.base import done_event
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -158,18 +159,15 @@ class OpenAICompatBackend:
         prompt_chars = sum(len(m.content) for m in request.messages)
         input_tokens = int(usage.get("prompt_tokens") or prompt_chars // 4 + 1)
         output_tokens = int(usage.get("completion_tokens") or deltas)
-        yield llm_pb2.GenerateEvent(
-            done=True,
-            usage=audio_pb2.Usage(
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cost_usd=self.prices.cost(model, input_tokens, output_tokens),
-            ),
-            timing=llm_pb2.GenerateTiming(
-                first_token_ms=first_token_ms, total_ms=(time.perf_counter() - started) * 1000
-            ),
-            model=reported_model,
-            stop_reason=stop_reason,
+        yield done_event(
+            self.prices,
+            model,
+            input_tokens,
+            output_tokens,
+            first_token_ms,
+            started,
+            stop_reason,
+            reported_model,
         )
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
