@@ -65,7 +65,14 @@ _NOT_FOUND = {
     "LexiconNotFoundException",
     "EngineNotSupportedException",
 }
-_UNAVAILABLE = {
+# Bedrock's model errors: the model (not the request) failed, so another model may well answer.
+_MODEL_FAILED = {
+    "ModelErrorException",
+    "ModelStreamErrorException",
+    "ModelNotReadyException",
+    "ModelTimeoutException",
+}
+_UNAVAILABLE = _MODEL_FAILED | {
     "ServiceUnavailable",
     "ServiceUnavailableException",
     "InternalServerException",
@@ -73,8 +80,6 @@ _UNAVAILABLE = {
     "InternalFailure",
     "InternalFailureException",
     "InternalError",
-    "ModelNotReadyException",
-    "ModelTimeoutException",
     "ServiceFailureException",
     "RequestTimeout",
     "RequestTimeoutException",
@@ -133,7 +138,9 @@ async def frozen_credentials(aws_session: Any) -> Any:
 
 def error_code(error: BaseException) -> str:
     response = getattr(error, "response", None) or {}
-    return str((response.get("Error") or {}).get("Code") or "")
+    code = str((response.get("Error") or {}).get("Code") or "")
+    # Event-stream exception frames name errors in camelCase ("throttlingException").
+    return code[:1].upper() + code[1:]
 
 
 def map_error(error: BaseException, operation: str) -> ServiceError:
@@ -168,8 +175,6 @@ def map_error(error: BaseException, operation: str) -> ServiceError:
 
 
 def _by_code(code: str, status: int, message: str) -> ServiceError:
-    # Event-stream exception frames name errors in camelCase ("throttlingException").
-    code = code[:1].upper() + code[1:]
     lowered = message.lower()
     if code in _UNAUTHENTICATED or status == 401:
         return Unauthenticated(message)
@@ -179,9 +184,11 @@ def _by_code(code: str, status: int, message: str) -> ServiceError:
         return ResourceExhausted(message)
     if code in _NOT_FOUND or status == 404:
         return NotFound(message)
-    # Bedrock answers a bad model id with a ValidationException that says so; that is a NotFound.
+    # Bedrock answers a bad model id with a ValidationException that says so. Like an unknown model of
+    # the local backends (and an unknown voice), that is NOT_FOUND: the request was well formed.
     if code == "ValidationException" and ("model identifier" in lowered or "model id" in lowered):
         return NotFound(message)
+    # Bedrock's ModelErrorException comes with HTTP 424, which is not a 5xx.
     if code in _UNAVAILABLE or status >= 500:
         return Unavailable(message)
     if status == 0 and not code:

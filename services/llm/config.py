@@ -11,7 +11,10 @@ from services.common.config import load_settings
 class LLMSettings:
     backend: str = field(
         default="llamacpp",
-        metadata={"env": "ECHO_LLM_SERVICE", "help": "llamacpp | ollama | openai (OpenAI-compatible HTTP)"},
+        metadata={
+            "env": "ECHO_LLM_SERVICE",
+            "help": "llamacpp | ollama | openai (OpenAI-compatible HTTP) | bedrock",
+        },
     )
     host: str = field(default="127.0.0.1", metadata={"help": "bind address"})
     port: int = field(default=50052, metadata={"help": "gRPC port"})

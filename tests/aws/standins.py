@@ -7,10 +7,17 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from aiobotocore.awsrequest import AioAWSResponse
+from botocore.awsrequest import HTTPHeaders
 
 from tests.servicetools import free_port
 
@@ -118,3 +125,125 @@ def start_seaweedfs(data_dir: Path, log_dir: Path) -> tuple[Server, str]:
         server.stop()
         raise
     return server, f"http://127.0.0.1:{s3_port}"
+
+
+@dataclass
+class Request:
+    """One HTTP request as a stand-in sees it."""
+
+    method: str
+    path: str  # with the query string, still URL-encoded
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    chunks: list[bytes] = field(default_factory=list)
+    # Chunked transfer encoding, one HTTP chunk per item, each flushed: how AWS streams event frames.
+    stream: bool = False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked replies, as the SDKs expect
+    server: _HttpServer
+
+    def _serve(self) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = bytearray()
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+        else:
+            body = bytearray(self.rfile.read(int(headers.get("content-length") or 0)))
+        reply = self.server.handler(Request(self.command, self.path, headers, bytes(body)))
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if reply.stream:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for chunk in reply.chunks:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        data = b"".join(reply.chunks)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the tests record what matters; no per-request noise
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, handler: Callable[[Request], Reply]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.handler = handler
+
+
+class HttpStandIn:
+    """An HTTP/1.1 server on 127.0.0.1 (a free port) in a thread of the test process, answering every
+    request with ``handler``: a stand-in whose script the test changes while Echo's processes call it."""
+
+    def __init__(self, handler: Callable[[Request], Reply]) -> None:
+        self._server = _HttpServer(handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http-standin", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def sdk_response(url: str, reply: Reply) -> AioAWSResponse:
+    """``reply`` as the response object a botocore ``before-send`` handler returns: the SDK then parses
+    it exactly as if it had come over the network."""
+    return AioAWSResponse(url, reply.status, HTTPHeaders.from_dict(reply.headers), _Raw(url, reply.chunks))
+
+
+class _Content:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = b"".join(chunks)
+
+    async def iter_chunks(self) -> AsyncIterator[tuple[bytes, bool]]:
+        for chunk in self._chunks:
+            yield chunk, True
+
+    async def read(self, n: int = -1) -> bytes:
+        data, self._rest = (self._rest, b"") if n < 0 else (self._rest[:n], self._rest[n:])
+        return data
+
+
+class _Raw:
+    """The little of aiohttp's ClientResponse that aiobotocore reads."""
+
+    def __init__(self, url: str, chunks: list[bytes]) -> None:
+        self.url = url
+        self.content = _Content(chunks)
+        self._body = b"".join(chunks)
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def __aenter__(self) -> _Raw:  # `async with body`: aiobotocore enters the response itself
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        pass
+
+    def close(self) -> None:  # closing a stream early closes the response, as with aiohttp
+        pass

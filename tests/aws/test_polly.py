@@ -16,19 +16,21 @@ from services.common.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from services.tts.backends.polly import PollyBackend
+from services.tts.backends.polly import PhraseCache, PollyBackend
 from services.tts.config import TTSSettings
-from tests.aws.bedrock_standin import BedrockStandIn
 from tests.aws.conftest import isolated_aws_env
+from tests.aws.standins import Reply, sdk_response
 from tests.servicetools import start_grpc_service
 
 
 class Recorder:
-    """A before-send hook: records each SynthesizeSpeech request; can answer with an AWS error."""
+    """A before-send hook: records each SynthesizeSpeech request; can answer it itself, the way Polly
+    does (an AWS error, or audio with Polly's x-amzn-RequestCharacters count), instead of moto."""
 
     def __init__(self) -> None:
         self.bodies: list[dict] = []
         self.fail_with: tuple[int, str] | None = None
+        self.answer: Reply | None = None
 
     def __call__(self, request, **_):  # type: ignore[no-untyped-def]
         self.bodies.append(json.loads(request.body))
@@ -36,7 +38,9 @@ class Recorder:
             status, code = self.fail_with
             headers = {"content-type": "application/json", "x-amzn-errortype": f"{code}:"}
             body = json.dumps({"__type": code, "message": f"{code} from the test"}).encode()
-            return BedrockStandIn._response(request.url, status, headers, [body])
+            return sdk_response(request.url, Reply(status, headers, [body]))
+        if self.answer:
+            return sdk_response(request.url, self.answer)
         return None
 
 
@@ -105,30 +109,112 @@ async def test_rate_and_pitch_become_prosody(polly):
         await speak(backend, text="x", rate=9)
 
 
-async def test_formats_and_voices_per_language(polly):
+def polly_audio(data: bytes, content_type: str, characters: int) -> Reply:
+    """A SynthesizeSpeech reply as Polly sends it: the audio, and its billed character count."""
+    return Reply(200, {"content-type": content_type, "x-amzn-requestcharacters": str(characters)}, [data])
+
+
+async def test_formats(polly):
     backend, recorder = polly
-    # moto's SynthesizeSpeech refuses "Lea" although real Polly (and moto's own DescribeVoices) has it;
-    # what matters here is the request Echo sends.
-    with pytest.raises(InvalidArgument, match="Not one of"):
-        await speak(
-            backend, text="Bonjour.", language="fr-FR", format=audio_pb2.AudioFormat(encoding=audio_pb2.MP3)
-        )
+    # moto refuses "Lea" in SynthesizeSpeech (its list holds the display name "Léa"); Polly itself
+    # answers here, so the test does not depend on moto's voice list.
+    recorder.answer = polly_audio(b"ID3-not-really-mp3", "audio/mpeg", 8)
+    replies = await speak(
+        backend, text="Bonjour.", language="fr-FR", format=audio_pb2.AudioFormat(encoding=audio_pb2.MP3)
+    )
     assert (recorder.bodies[-1]["VoiceId"], recorder.bodies[-1]["OutputFormat"]) == ("Lea", "mp3")
     assert recorder.bodies[-1]["SampleRate"] == "22050"
-    replies = await speak(backend, text="Hello.", format=audio_pb2.AudioFormat(encoding=audio_pb2.MP3))
     assert replies[0].format.encoding == audio_pb2.MP3 and replies[0].format.sample_rate == 22050
+    assert b"".join(r.audio for r in replies) == b"ID3-not-really-mp3"
+    recorder.answer = None  # moto again
     await speak(
         backend, text="Hola.", language="es-ES", format=audio_pb2.AudioFormat(encoding=audio_pb2.OGG_VORBIS)
     )
     assert (recorder.bodies[-1]["VoiceId"], recorder.bodies[-1]["OutputFormat"]) == ("Lucia", "ogg_vorbis")
-    await speak(backend, text="Hello.", language="en-GB")
-    assert recorder.bodies[-1]["VoiceId"] == "Amy"
     with pytest.raises(InvalidArgument, match="pcm comes at"):
         await speak(backend, text="x", format=audio_pb2.AudioFormat(sample_rate=22050))
     with pytest.raises(InvalidArgument, match="WEBM_OPUS"):
         await speak(backend, text="x", format=audio_pb2.AudioFormat(encoding=audio_pb2.WEBM_OPUS))
     with pytest.raises(NotFound, match="unknown voice 'Nobody'"):
         await speak(backend, text="x", voice="Nobody")
+
+
+@pytest.mark.parametrize(
+    ("language", "voice"),
+    [
+        ("", "Joanna"),
+        ("en", "Joanna"),
+        ("en-US", "Joanna"),
+        ("en-GB", "Amy"),
+        ("en_gb", "Amy"),
+        ("es", "Lucia"),
+        ("es-ES", "Lucia"),
+        ("fr", "Lea"),
+        ("FR-fr", "Lea"),
+    ],
+)
+async def test_voice_per_language(polly, language, voice):
+    backend, recorder = polly
+    recorder.answer = polly_audio(b"\0\0", "audio/pcm", 6)
+    await speak(backend, text="Words.", language=language)
+    assert recorder.bodies[-1]["VoiceId"] == voice
+
+
+async def test_languages_outside_the_table_use_polly_s_own_voices(polly):
+    backend, recorder = polly
+    recorder.answer = polly_audio(b"\0\0", "audio/pcm", 6)
+    await speak(backend, text="Hallo.", language="de")
+    german = recorder.bodies[-1]["VoiceId"]
+    assert backend.known_voices[german].startswith("de-")  # a German voice DescribeVoices listed
+    with pytest.raises(NotFound, match="no voice for language 'xx'"):
+        await speak(backend, text="x", language="xx")
+
+
+async def test_ssml_tags_are_not_billed(polly):
+    backend, recorder = polly
+    replies = await speak(backend, text="<speak>Hello <break time='300ms'/> there.</speak>", ssml=True)
+    assert replies[-1].usage.characters == len("Hello  there.")  # moto sends no count: Echo's own
+    replies = await speak(backend, text="Tom & Jerry", rate=1.5)
+    assert replies[-1].usage.characters == len("Tom & Jerry")  # not the prosody wrapper around it
+    # When Polly sends its count (x-amzn-RequestCharacters), that is what is billed.
+    recorder.answer = polly_audio(b"\0\0", "audio/pcm", 5)
+    replies = await speak(backend, text="<speak>Ahoy <break time='1s'/> there!</speak>", ssml=True)
+    assert replies[-1].usage.characters == 5
+    assert replies[-1].usage.cost_usd == pytest.approx(5 * 16e-6)
+
+
+def test_phrase_cache_evicts_the_least_recently_used_within_both_bounds():
+    cache = PhraseCache(max_entries=2, max_bytes=100)
+    cache.put(("a",), (b"a" * 10, 1))
+    cache.put(("b",), (b"b" * 10, 1))
+    assert cache.get(("a",)) is not None  # "a" is now the most recent
+    cache.put(("c",), (b"c" * 10, 1))  # over the entry bound: "b" goes
+    assert list(cache.items) == [("a",), ("c",)] and cache.size == 20
+    cache.put(("d",), (b"d" * 91, 1))  # 111 bytes: "a" goes for the entry bound, "c" for the bytes
+    assert list(cache.items) == [("d",)] and cache.size == 91
+    cache.put(("huge",), (b"h" * 101, 1))  # larger than the whole cache: never stored, nothing evicted
+    assert list(cache.items) == [("d",)] and cache.size == 91
+    cache.put(("d",), (b"D" * 40, 1))  # replacing an entry accounts its old size
+    assert cache.size == 40 and cache.get(("d",)) == (b"D" * 40, 1)
+    assert (cache.hits, cache.misses) == (2, 0)
+
+
+async def test_the_backend_cache_is_bounded(aws_env):
+    # moto's audio is 8 bytes: room for two phrases in 20 bytes, though four entries are allowed.
+    backend = PollyBackend(TTSSettings(backend="polly", polly_cache_entries=4, polly_cache_bytes=20))
+    await backend.start()
+    recorder = Recorder()
+    backend.client.meta.events.register("before-send.polly.SynthesizeSpeech", recorder)
+    try:
+        for text in ("One.", "Two.", "Three."):
+            await speak(backend, text=text)
+        assert len(backend.cache.items) == 2 and backend.cache.size == 16
+        again = await speak(backend, text="One.")  # evicted: asked (and billed) again
+        assert len(recorder.bodies) == 4 and again[-1].usage.characters == 4
+        again = await speak(backend, text="Three.")  # still cached
+        assert len(recorder.bodies) == 4 and again[-1].usage.characters == 0
+    finally:
+        await backend.close()
 
 
 async def test_speech_marks(polly):

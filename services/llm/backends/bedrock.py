@@ -20,7 +20,7 @@ import yaml
 from echo.v1 import llm_pb2
 from services.common import aws
 from services.common.config import ConfigError
-from services.common.errors import ResourceExhausted, ServiceError, Unavailable
+from services.common.errors import NotFound, ResourceExhausted, ServiceError, Unavailable
 from services.llm import summary
 from services.llm.backends.base import done_event
 from services.llm.config import LLMSettings
@@ -81,7 +81,14 @@ class BedrockBackend:
 
     async def start(self) -> None:
         self.client = await self._stack.enter_async_context(
-            aws.client("bedrock-runtime", self._region, read_timeout=self.settings.request_timeout_s)
+            aws.client(
+                "bedrock-runtime",
+                self._region,
+                read_timeout=self.settings.request_timeout_s,
+                # No SDK retries (with their backoff): a throttled or failing model goes straight to its
+                # fallback model, which is the retry a live conversation can wait for.
+                retries={"max_attempts": 0, "mode": "standard"},
+            )
         )
         log.info("Bedrock in %s; models by purpose: %s", aws.region(self._region), self.table)
 
@@ -103,6 +110,7 @@ class BedrockBackend:
         if sampling.stop:
             inference["stopSequences"] = list(sampling.stop)
         models = self._models(request)
+        failures: list[str] = []
         for attempt, model in enumerate(models):
             started = time.perf_counter()
             produced = False
@@ -112,9 +120,15 @@ class BedrockBackend:
                     yield event
                 return
             except (ResourceExhausted, Unavailable) as e:
-                # Throttled or failing: another model may well answer. Not after text has streamed.
-                if produced or attempt == len(models) - 1:
+                # Throttled, or the model failed (ModelError/ModelTimeout/ModelNotReady/ServiceUnavailable,
+                # mapped to Unavailable): another model may well answer. Not after text has streamed.
+                if produced:
                     raise
+                failures.append(str(e))
+                if attempt == len(models) - 1:
+                    if len(failures) == 1:
+                        raise
+                    raise type(e)(f"every model for this request failed: {'; then '.join(failures)}") from e
                 log.warning("%s failed (%s); falling back to %s", model, e, models[attempt + 1])
 
     async def _stream(
@@ -150,10 +164,17 @@ class BedrockBackend:
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
-        except ServiceError:
-            raise
         except Exception as e:
-            raise aws.map_error(e, operation) from e
+            error = aws.map_error(e, operation)
+            if isinstance(error, NotFound):
+                # Bedrock's "The provided model identifier is invalid." does not say which one.
+                raise NotFound(
+                    f"Bedrock has no model {model!r} in {aws.region(self._region)} that this account can "
+                    f"use (see ListModels; set BEDROCK_MODEL_ID or the model table): {error}"
+                ) from e
+            if error is e:
+                raise
+            raise error from e
         input_tokens, output_tokens = int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0))
         yield done_event(
             self.prices, model, input_tokens, output_tokens, first_token_ms, started, stop_reason
@@ -163,22 +184,31 @@ class BedrockBackend:
         return await summary.summarize(self, request, self.settings.summary_max_tokens)
 
     async def list_models(self) -> list[llm_pb2.ModelInfo]:
+        """The configured models (by purpose) and the text models of the Bedrock catalogue that stream."""
         configured = {m for pair in self.table.values() for m in pair if m}
-        catalogue: set[str] = set()
+        catalogue: dict[str, str] = {}
         try:
-            async with aws.client("bedrock", self._region) as bedrock:
-                found = await bedrock.list_foundation_models(byOutputModality="TEXT")
-            catalogue = {m["modelId"] for m in found.get("modelSummaries", [])}
-        except Exception as e:  # the catalogue is a nicety; the configured set is what is served
+            with aws.aws_errors("Bedrock ListFoundationModels"):
+                async with aws.client("bedrock", self._region) as bedrock:
+                    found = await bedrock.list_foundation_models(byOutputModality="TEXT")
+            catalogue = {
+                m["modelId"]: f"{m.get('providerName', '')} {m.get('modelName', '')}".strip()
+                for m in found.get("modelSummaries", [])
+                if m.get("responseStreamingSupported", True)  # Echo only streams
+            }
+        except ServiceError as e:  # the catalogue is a nicety; the configured set is what is served
             log.warning("Bedrock catalogue unavailable (%s); listing the configured models", e)
         default = self.table["quick"][0]
-        return [
-            llm_pb2.ModelInfo(
-                name=model,
-                backend=self.name,
-                is_default=model == default,
-                description=", ".join(p for p, pair in self.table.items() if model in pair)
-                or "in the Bedrock catalogue",
+        infos = []
+        for model in sorted(configured | set(catalogue)):
+            role = ", ".join(p for p, pair in self.table.items() if model in pair) or "Bedrock catalogue"
+            if model in catalogue:
+                description = f"{catalogue[model]} ({role})"
+            else:  # configured but unlisted: say so when the catalogue could be read
+                description = role + ("; not in this region's catalogue" if catalogue else "")
+            infos.append(
+                llm_pb2.ModelInfo(
+                    name=model, backend=self.name, is_default=model == default, description=description
+                )
             )
-            for model in sorted(configured | catalogue)
-        ]
+        return infos

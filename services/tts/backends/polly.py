@@ -20,8 +20,9 @@ from services.tts.config import TTSSettings
 
 log = logging.getLogger("echo.tts.polly")
 
-# The roadmap's voice per language.
+# The roadmap's voice per language, and the region a bare language code ("es") stands for.
 VOICES = {"en-US": "Joanna", "en-GB": "Amy", "es-ES": "Lucia", "fr-FR": "Lea"}
+PRIMARY_REGION = {"en": "en-US", "es": "es-ES", "fr": "fr-FR"}
 ENGINES = ("standard", "neural", "generative", "long-form")
 # USD per character, on-demand list prices (check the current price list).
 PRICE_PER_CHAR = {"standard": 4e-6, "neural": 16e-6, "generative": 30e-6, "long-form": 100e-6}
@@ -43,6 +44,35 @@ def check_ssml(text: str) -> None:
         raise InvalidArgument(f"invalid SSML: {e}") from None
     if root.tag != "speak":
         raise InvalidArgument(f"invalid SSML: the root element must be <speak>, not <{root.tag}>")
+
+
+def billed_characters(text: str, text_type: str) -> int:
+    """What Polly bills for: the characters of the text. "SSML tags are not counted as billed
+    characters" (SynthesizeSpeech's TextLengthExceededException documentation)."""
+    if text_type != "ssml":
+        return len(text)
+    return len("".join(ET.fromstring(text).itertext()))
+
+
+def voice_for_language(language: str, known_voices: dict[str, str]) -> str:
+    """The roadmap's voice for ``language`` ("en", "es", "en-GB", "fr_fr"); for a language the table
+    lacks, a voice Polly lists for it (DescribeVoices of the configured engine)."""
+    primary, _, region = language.strip().replace("_", "-").partition("-")
+    primary = primary.lower()
+    if not primary:
+        return VOICES["en-US"]
+    code = f"{primary}-{region.upper()}" if region else PRIMARY_REGION.get(primary, primary)
+    by_language = sorted((lang, voice) for voice, lang in known_voices.items())
+    candidates = [
+        VOICES.get(code),
+        next((v for lang, v in by_language if lang == code), None),
+        VOICES.get(PRIMARY_REGION.get(primary, "")),  # es-MX without a listed voice: Spain's Lucia
+        next((v for lang, v in by_language if lang.split("-")[0].lower() == primary), None),
+    ]
+    voice = next((v for v in candidates if v), None)
+    if voice is None:
+        raise NotFound(f"Polly has no voice for language {language!r}; choose a voice or set POLLY_VOICE_ID")
+    return voice
 
 
 def to_ssml(request: tts_pb2.SynthesizeRequest) -> tuple[str, str]:
@@ -73,10 +103,10 @@ class PhraseCache:
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries, self.max_bytes = max_entries, max_bytes
-        self.items: OrderedDict[tuple[Any, ...], tuple[bytes, str]] = OrderedDict()
+        self.items: OrderedDict[tuple[Any, ...], tuple[bytes, int]] = OrderedDict()
         self.size = self.hits = self.misses = 0
 
-    def get(self, key: tuple[Any, ...]) -> tuple[bytes, str] | None:
+    def get(self, key: tuple[Any, ...]) -> tuple[bytes, int] | None:
         found = self.items.get(key)
         if found is None:
             self.misses += 1
@@ -85,7 +115,7 @@ class PhraseCache:
         self.hits += 1
         return found
 
-    def put(self, key: tuple[Any, ...], value: tuple[bytes, str]) -> None:
+    def put(self, key: tuple[Any, ...], value: tuple[bytes, int]) -> None:
         if len(value[0]) > self.max_bytes or self.max_entries <= 0:
             return
         if key in self.items:
@@ -120,8 +150,8 @@ class PollyBackend:
         await self._stack.aclose()
 
     def _voice(self, request: tts_pb2.SynthesizeRequest) -> str:
-        voice = request.voice or self.settings.polly_voice_id or VOICES.get(request.language, "")
-        voice = voice or VOICES.get(request.language.split("-")[0] + "-US", "") or VOICES["en-US"]
+        voice = request.voice or self.settings.polly_voice_id
+        voice = voice or voice_for_language(request.language, self.known_voices)
         if self.known_voices and voice not in self.known_voices:
             raise NotFound(
                 f"unknown voice {voice!r} for the {self.settings.polly_engine} engine; "
@@ -139,12 +169,14 @@ class PollyBackend:
             if not language or lang.lower().startswith(language.lower())
         ]
 
-    async def _call(self, **kwargs: Any) -> tuple[bytes, str]:
+    async def _call(self, **kwargs: Any) -> tuple[bytes, int]:
+        """(audio or marks, characters billed): Polly's own count when it sends one."""
         with aws.aws_errors(f"Polly SynthesizeSpeech ({kwargs['VoiceId']}, {kwargs['Engine']})"):
             response = await self.client.synthesize_speech(**kwargs)
             async with response["AudioStream"] as stream:
                 data = await stream.read()
-        return data, response.get("ContentType", "")
+        billed = response.get("RequestCharacters") or billed_characters(kwargs["Text"], kwargs["TextType"])
+        return data, int(billed)
 
     async def synthesize(
         self, request: tts_pb2.SynthesizeRequest
@@ -166,11 +198,12 @@ class PollyBackend:
         params = {"Text": text, "TextType": text_type, "VoiceId": voice, "Engine": engine}
         key = (text, text_type, voice, engine, output, rate)
         cached = self.cache.get(key)
-        billed = cached is None  # a cache hit costs nothing
+        characters = 0  # a cache hit costs nothing
         if cached is None:
             cached = await self._call(**params, OutputFormat=output, SampleRate=str(rate))
             self.cache.put(key, cached)
-        audio, _ = cached
+            characters = cached[1]
+        audio = cached[0]
         encoding = request.format.encoding or audio_pb2.PCM_S16LE
         yield tts_pb2.SynthesizeResponse(
             format=audio_pb2.AudioFormat(encoding=encoding, sample_rate=rate, channels=1)
@@ -182,13 +215,11 @@ class PollyBackend:
             marks_params = dict(params)
             if text_type == "text":  # "ssml" marks need SSML input; wrapping plain text is equivalent
                 marks_params.update(Text=f"<speak>{escape(text)}</speak>", TextType="ssml")
-            data, _ = await self._call(
+            data, marks_characters = await self._call(
                 **marks_params, OutputFormat="json", SpeechMarkTypes=list(request.speech_marks)
             )
             marks = data.decode("utf-8", errors="replace")
-        characters = len(request.text) if billed else 0
-        if request.speech_marks:
-            characters += len(request.text)  # speech marks are a billed request of their own
+            characters += marks_characters  # speech marks are a billed request of their own
         yield tts_pb2.SynthesizeResponse(
             usage=audio_pb2.Usage(characters=characters, cost_usd=characters * PRICE_PER_CHAR[engine]),
             speech_marks_json=marks,
