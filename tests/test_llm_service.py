@@ -4,6 +4,7 @@ llama.cpp in process, and the HTTP client against a real OpenAI-compatible serve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import llm_pb2, llm_pb2_grpc
 from services.common import models
@@ -246,6 +248,42 @@ async def test_cancelling_the_call_stops_generation_in_the_service(stub, llm_ser
     # And the model is free again: a new request completes normally.
     _, final = await collect(stub, llm_pb2.GenerateRequest(messages=[user("Hi")]))
     assert final.done and final.stop_reason in ("stop", "length")
+
+
+async def test_health_and_list_models_answer_while_a_generation_runs(stub, llm_service):
+    """Inference runs off the event loop: while a long reply is being generated, the same process
+    still answers other calls, and the reply keeps streaming after they are answered."""
+    deltas: list[str] = []
+    finished = asyncio.Event()
+    three = asyncio.Event()
+
+    async def generate() -> None:
+        async for event in stub.Generate(long_reply_request(max_tokens=1000), timeout=300):
+            if event.delta:
+                deltas.append(event.delta)
+                if len(deltas) == 3:
+                    three.set()
+        finished.set()
+
+    task = asyncio.create_task(generate())
+    try:
+        await asyncio.wait_for(three.wait(), 120)
+        async with grpc.aio.insecure_channel(llm_service[1]) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(3):
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=60)
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+                assert not finished.is_set(), "the health check was answered only after the generation"
+            listed = await stub.ListModels(llm_pb2.ListModelsRequest(), timeout=60)
+            assert MODEL in [m.name for m in listed.models]
+            answered_at = len(deltas)
+            assert not finished.is_set()
+        await wait_until(lambda: len(deltas) > answered_at + 3)
+        assert len(deltas) > answered_at + 3  # and the generation went on meanwhile
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_cancelled_consumer_stops_the_worker_in_process(local_backend):

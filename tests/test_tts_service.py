@@ -139,3 +139,30 @@ async def test_cancelling_a_synthesis_stops_it(tts_service):
     assert lines, proc.log_tail()
     sent = int(re.search(r"(\d+) messages", lines[-1]).group(1))
     assert sent < 10, lines[-1]  # far fewer than the 40 sentences (+ format + usage) it was asked for
+
+
+async def test_reflection_lists_and_describes_the_services(tts_address):
+    """grpcurl-style discovery: the server lists its services over reflection and serves the
+    descriptor of the TTS contract, methods included."""
+    from google.protobuf import descriptor_pb2
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with grpc.aio.insecure_channel(tts_address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests = [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="echo.v1.TextToSpeech"),
+        ]
+        replies = [r async for r in stub.ServerReflectionInfo(iter(requests), timeout=30)]
+    listed = {s.name for s in replies[0].list_services_response.service}
+    assert {
+        "echo.v1.TextToSpeech",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= listed
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in replies[1].file_descriptor_response.file_descriptor_proto
+    ]
+    service = next(s for f in files for s in f.service if s.name == "TextToSpeech")
+    assert {m.name for m in service.method} >= {"Synthesize", "ListVoices"}
