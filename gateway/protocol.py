@@ -110,8 +110,12 @@ def parse_input_audio(message: dict[str, Any]) -> AudioSpec:
     return spec
 
 
-def parse_output_audio(message: dict[str, Any]) -> int:
-    """The requested output sample rate (0: the voice's own)."""
+PLAYBACK_MODES = ("realtime", "none")
+
+
+def parse_output_audio(message: dict[str, Any]) -> tuple[int, bool]:
+    """The requested output sample rate (0: the voice's own), and whether the client plays the reply's
+    audio in real time as it arrives (``playback: "realtime"``, the default) or not at all (``"none"``)."""
     out = message.get("output_audio") or {}
     if not isinstance(out, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "session.start: 'output_audio' must be an object")
@@ -124,7 +128,13 @@ def parse_output_audio(message: dict[str, Any]) -> int:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_AUDIO_FORMAT, f"output sample rate {rate!r} is not supported"
         )
-    return int(rate)
+    playback = out.get("playback", "realtime")
+    if playback not in PLAYBACK_MODES:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"session.start: output_audio.playback {playback!r}; use one of {list(PLAYBACK_MODES)}",
+        )
+    return int(rate), playback == "realtime"
 
 
 def string_field(message: dict[str, Any], name: str, default: str | None = None) -> str | None:

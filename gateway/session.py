@@ -45,6 +45,9 @@ log = logging.getLogger("echo.gateway.session")
 
 PREROLL_S = 0.3  # audio kept from before the VAD fired, so the first syllable is not clipped
 OUTPUT_FRAME_S = 0.1  # reply audio is sent in frames this long
+# After the estimated end of playback, how long to wait for a client that reports its playback
+# position (its player may lag the server's clock a little) before the reply counts as heard.
+PLAYOUT_GRACE_S = 1.0
 SAVE_RETRIES = (0.5, 1.0, 2.0)
 QUIET_DBFS = -50.0  # pending audio below this is silence, not a quiet user
 
@@ -79,11 +82,21 @@ class Reply:
     text: str = ""
     usage: dict[str, Any] = field(default_factory=dict)
     model: str = ""
+    tts_characters: int = 0
+    tts_cost_usd: float = 0.0
     audio: bytearray = field(default_factory=bytearray)
     # (sentence, start_ms, end_ms) on the reply's audio timeline, for finding what was heard.
     segments: list[tuple[str, float, float]] = field(default_factory=list)
     playback_ms: float | None = None
+    playback_update: asyncio.Event = field(default_factory=asyncio.Event)
+    # The client plays reply audio as it arrives, at 1x: when it will have played everything sent so
+    # far (perf_counter). A reply stays in progress until then, so an interruption during playback
+    # still cuts the memory down to what was heard.
+    playout_end: float = 0.0
+    heard: float = 0.0  # fixed when the reply ends: ms of its audio the user heard
+    spoken: str = ""  # fixed when the reply ends: the text of what the user heard
     audio_started: bool = False
+    audio_ended: bool = False
     interrupted: bool = False
     interrupt_reason: str = ""
     error: str = ""
@@ -94,6 +107,7 @@ class Reply:
     # A speculative reply runs while the user may still be talking: its output is held back until
     # the end of the turn is confirmed (then flushed in order) or thrown away.
     held: bool = False
+    released: asyncio.Event = field(default_factory=asyncio.Event)
     flushing: bool = False
     buffer: list[dict[str, Any] | bytes] = field(default_factory=list)
     finished_while_held: bool = False
@@ -103,13 +117,30 @@ class Reply:
     # Fixed at creation: a retried save reuses it, and storage dedupes on (conversation, timestamp).
     stamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def spoken_text(self, output_rate: int) -> str:
-        """What the user heard: everything when the reply completed, else the part played so far
-        (by the client's playback position when it sent one, else by audio sent)."""
+    def __post_init__(self) -> None:
+        if not self.held:
+            self.released.set()
+
+    def sent_ms(self, output_rate: int) -> float:
+        return len(self.audio) / 2 / output_rate * 1000
+
+    def heard_ms(self, output_rate: int, realtime_playback: bool) -> float:
+        """How much of the reply's audio the user has heard: the client's playback position when it
+        sent one, else what a real-time player has played of the audio sent (or, for a client that
+        plays no audio, all of it)."""
+        sent = self.sent_ms(output_rate)
+        if self.playback_ms is not None:
+            return min(self.playback_ms, sent)
+        if not realtime_playback:
+            return sent
+        still_queued_ms = max(0.0, self.playout_end - time.perf_counter()) * 1000
+        return max(0.0, sent - still_queued_ms)
+
+    def spoken_text(self, heard_ms: float) -> str:
+        """What the user heard: everything when the reply completed, else the words of the sentences
+        played up to ``heard_ms`` (a sentence cut mid-way keeps the share of its words played)."""
         if not self.interrupted:
             return self.text.strip()
-        sent_ms = len(self.audio) / 2 / output_rate * 1000
-        heard_ms = min(self.playback_ms, sent_ms) if self.playback_ms is not None else sent_ms
         parts: list[str] = []
         for sentence, start, end in self.segments:
             if heard_ms >= end:
@@ -141,7 +172,8 @@ class VoiceSession:
         self.input = AudioSpec()
         self.output_rate = 22050
         self.voice = settings.voice
-        self.language = "en"
+        self.language = ""  # empty: each service's configured default
+        self.realtime_playback = True
         self.history: list[tuple[str, str]] = []
         self.history_start = 0  # first turn of the history still sent to the LLM
         self.vad: StreamingVAD | None = None
@@ -199,6 +231,9 @@ class VoiceSession:
     async def deliver(self, reply: Reply, item: dict[str, Any] | bytes) -> None:
         if isinstance(item, bytes):
             await self.send_audio(item)
+            # A real-time player starts this frame when it arrives or when the previous one ends.
+            now = time.perf_counter()
+            reply.playout_end = max(reply.playout_end, now) + len(item) / 2 / self.output_rate
             return
         if item["type"] == "response.audio.start":
             # Measured when the audio really leaves, also for a reply that was held back.
@@ -265,6 +300,7 @@ class VoiceSession:
             ms = number_field(message, "ms")
             if self.reply is not None and self.reply.turn_id == turn_id:
                 self.reply.playback_ms = ms
+                self.reply.playback_update.set()
         elif kind == "session.end":
             await self.end()
 
@@ -274,15 +310,16 @@ class VoiceSession:
         if self.started:
             raise ProtocolError(ErrorCode.SESSION_ALREADY_STARTED, "this session has already started")
         spec = parse_input_audio(message)
-        requested_rate = parse_output_audio(message)
+        requested_rate, realtime_playback = parse_output_audio(message)
         voice = string_field(message, "voice", self.settings.voice) or ""
-        language = string_field(message, "language", "en") or "en"
+        language = string_field(message, "language", "") or ""
         resume = string_field(message, "conversation_id")
-        native_rate = await self.check_voice(voice, language)
+        voice, native_rate = await self.check_voice(voice)
         history: list[tuple[str, str]] = []
         if resume:
             history = await self.load_history(resume)
         self.input, self.voice, self.language = spec, voice, language
+        self.realtime_playback = realtime_playback
         self.output_rate = requested_rate or native_rate
         self.history = history
         self.session_id = uuid.uuid4().hex
@@ -301,7 +338,12 @@ class VoiceSession:
                 "type": "session.started",
                 "session_id": self.session_id,
                 "conversation_id": self.conversation_id,
-                "output_audio": {"encoding": "pcm_s16le", "sample_rate": self.output_rate, "channels": 1},
+                "output_audio": {
+                    "encoding": "pcm_s16le",
+                    "sample_rate": self.output_rate,
+                    "channels": 1,
+                    "playback": "realtime" if self.realtime_playback else "none",
+                },
                 "voice": self.voice,
                 "resumed_turns": len(history),
                 "limits": {
@@ -312,24 +354,26 @@ class VoiceSession:
             }
         )
 
-    async def check_voice(self, voice: str, language: str) -> int:
-        """The voice's native sample rate; unknown voices are refused before the session starts."""
+    async def check_voice(self, voice: str) -> tuple[str, int]:
+        """The voice's name (an alias or no voice resolved to the TTS service's name for it) and its
+        native sample rate; unknown voices are refused before the session starts."""
         try:
             reply = await self.services.tts.ListVoices(tts_pb2.ListVoicesRequest(), timeout=5)
         except grpc.aio.AioRpcError as e:
             # No TTS now does not stop a session: replies will report tts errors as they happen.
             error = rpc_error("tts", e)
             await self.send_error(error.code, error.message)
-            return 22050
-        voices = {v.name: v for v in reply.voices}
+            return voice, 22050
         if not voice:
             default = next((v for v in reply.voices if v.is_default), None)
-            return default.sample_rate if default else 22050
-        if voice not in voices:
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_VOICE, f"unknown voice {voice!r}; available: {', '.join(sorted(voices))}"
-            )
-        return voices[voice].sample_rate
+            return (default.name, default.sample_rate) if default else ("", 22050)
+        for info in reply.voices:
+            if voice == info.name or voice in info.aliases:
+                return info.name, info.sample_rate
+        names = sorted(v.name for v in reply.voices)
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_VOICE, f"unknown voice {voice!r}; available: {', '.join(names)}"
+        )
 
     async def load_history(self, conversation_id: str) -> list[tuple[str, str]]:
         try:
@@ -575,6 +619,7 @@ class VoiceSession:
         while reply.buffer:
             await self.deliver(reply, reply.buffer.pop(0))
         reply.flushing = False
+        reply.released.set()
         if reply.finished_while_held:
             self.remember_reply(reply)
 
@@ -660,6 +705,13 @@ class VoiceSession:
                 sentences.put_nowait((sentence, time.perf_counter()))
             sentences.put_nowait(None)
             await speaker
+            if reply.audio_started:
+                reply.audio_ended = True
+                await self.emit(reply, {"type": "response.audio.end", "turn_id": reply.turn_id})
+            # A speculative reply that finished early waits here until its turn is confirmed (or it is
+            # discarded, which cancels this task); then the reply lasts until the user has heard it.
+            await reply.released.wait()
+            await self.await_playout(reply)
         except asyncio.CancelledError:
             reply.interrupted = True
             reply.cancelled_calls = sorted(reply.in_flight)
@@ -752,6 +804,8 @@ class VoiceSession:
                             audio.put_nowait((sentence, response.audio))
                         if response.HasField("usage"):
                             reply.in_flight.discard("tts")  # the service's last message: its work is done
+                            reply.tts_characters += response.usage.characters
+                            reply.tts_cost_usd += response.usage.cost_usd
                 except grpc.aio.AioRpcError as e:
                     reply.in_flight.discard("tts")
                     error = rpc_error("tts", e)
@@ -765,19 +819,43 @@ class VoiceSession:
         finally:
             audio.put_nowait(None)
 
+    async def await_playout(self, reply: Reply) -> None:
+        """Wait until the client has played the reply's audio: by the real-time estimate, or by the
+        playback positions it reports (which end the wait early, or extend it by a short grace)."""
+        if not self.realtime_playback or not reply.audio:
+            return
+        sent = reply.sent_ms(self.output_rate)
+        grace_until = reply.playout_end + PLAYOUT_GRACE_S
+        while True:
+            played = reply.playback_ms
+            if played is not None and played >= sent:
+                return
+            now = time.perf_counter()
+            # Without positions the estimate decides; with them, the client gets a short grace.
+            until = reply.playout_end if played is None else grace_until
+            if now >= until:
+                return
+            reply.playback_update.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reply.playback_update.wait(), until - now)
+
     async def finish_reply(self, reply: Reply) -> None:
         if reply.discarded:
             return  # a speculation nobody heard: no events, no memory
-        if reply.audio_started:
+        if reply.audio_started and not reply.audio_ended:
+            reply.audio_ended = True
             await self.emit(reply, {"type": "response.audio.end", "turn_id": reply.turn_id})
-        spoken = reply.spoken_text(self.output_rate)
+        sent = reply.sent_ms(self.output_rate)
+        reply.heard = reply.heard_ms(self.output_rate, self.realtime_playback) if reply.interrupted else sent
+        reply.spoken = reply.spoken_text(reply.heard)
         done: dict[str, Any] = {
             "type": "response.done",
             "turn_id": reply.turn_id,
-            "text": spoken,
+            "text": reply.spoken,
             "interrupted": reply.interrupted,
-            "usage": reply.usage,
+            "usage": self.usage(reply),
             "timings_ms": reply.timings,
+            "audio_ms": {"sent": round(sent, 1), "heard": round(reply.heard, 1)},
         }
         if reply.interrupted:
             done["interrupt_reason"] = reply.interrupt_reason
@@ -794,7 +872,7 @@ class VoiceSession:
 
     def remember_reply(self, reply: Reply) -> None:
         # The next turn's context holds only what the user actually heard.
-        spoken = reply.spoken_text(self.output_rate)
+        spoken = reply.spoken
         self.history.append((reply.user_text, spoken + ("…" if reply.interrupted and spoken else "")))
         self.saves.put_nowait(reply)
 
@@ -848,10 +926,10 @@ class VoiceSession:
             output_key = f"{self.session_id}/{key_stamp}_output.wav"
             await self.put_audio(output_key, wav_bytes(bytes(reply.audio), self.output_rate), timeout)
         metadata = {
-            "models": {"llm": reply.model},
+            "models": {"llm": reply.model, "tts": self.voice},
             "voice": self.voice,
             "latency_ms": reply.timings,
-            "usage": reply.usage,
+            "usage": self.usage(reply),
             "interrupted": reply.interrupted,
             "interrupt_reason": reply.interrupt_reason,
             "generated_text": reply.text if reply.interrupted else "",
@@ -864,7 +942,7 @@ class VoiceSession:
                 session_id=self.session_id,
                 turn_id=reply.turn_id,
                 client_input=reply.user_text,
-                agent_response=reply.spoken_text(self.output_rate),
+                agent_response=reply.spoken,
                 metadata_json=json.dumps(metadata),
                 input_audio_key=input_key,
                 output_audio_key=output_key,
@@ -872,6 +950,17 @@ class VoiceSession:
             ),
             timeout=timeout,
         )
+
+    @staticmethod
+    def usage(reply: Reply) -> dict[str, Any]:
+        """The LLM's tokens and cost, the TTS's characters and cost, and their sum."""
+        llm_cost = float(reply.usage.get("cost_usd", 0.0))
+        return {
+            **reply.usage,
+            "tts_characters": reply.tts_characters,
+            "tts_cost_usd": round(reply.tts_cost_usd, 8),
+            "total_cost_usd": round(llm_cost + reply.tts_cost_usd, 8),
+        }
 
     async def put_audio(self, key: str, data: bytes, timeout: float) -> None:
         async def chunks():  # type: ignore[no-untyped-def]

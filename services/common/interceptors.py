@@ -1,7 +1,8 @@
 """A server interceptor that records RPCs ended by their client (barge-in cancels LLM/TTS calls).
 
 Every cancelled call is logged as ``rpc METHOD cancelled by the client after S s, N messages``, so
-operators (and the tests) can see that an interruption really stopped the work downstream.
+operators (and the tests) can see that an interruption really stopped the work downstream. Streams
+that run to their end are logged at DEBUG as ``rpc METHOD completed after S s, N messages``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class CancellationLogger(grpc.aio.ServerInterceptor):
                 except asyncio.CancelledError:
                     _cancelled(method, started, sent)
                     raise
+                log.debug(
+                    "rpc %s completed after %.2f s, %d messages", method, time.monotonic() - started, sent
+                )
 
             return wrapped
 

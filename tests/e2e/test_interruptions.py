@@ -4,8 +4,10 @@ conversation's memory honest (only what the user heard)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import time
 
 from echo_voice.client import TurnResult, VoiceClient
 from tests.e2e.test_voice_turn import wait_for_turns
@@ -13,6 +15,8 @@ from tests.speech import speech_pcm, words
 
 STORY = "Tell me a very long story about a dragon who learns to sing. Use at least ten sentences."
 GENERATE_CANCELLED = "rpc /echo.v1.LanguageModel/Generate cancelled by the client"
+GENERATE_COMPLETED = "rpc /echo.v1.LanguageModel/Generate completed"
+SYNTHESIZE_CANCELLED = "rpc /echo.v1.TextToSpeech/Synthesize cancelled by the client"
 
 
 def log_text(stack, service: str) -> str:
@@ -30,6 +34,8 @@ async def until_audio(client: VoiceClient, seconds: float) -> TurnResult:
     while True:
         event = await client.next_event(120)
         if isinstance(event, bytes):
+            if result.first_audio_at is None:
+                result.first_audio_at = time.perf_counter()
             result.audio += event
             if result.sample_rate and len(result.audio) / 2 / result.sample_rate >= seconds:
                 return result
@@ -40,6 +46,24 @@ async def until_audio(client: VoiceClient, seconds: float) -> TurnResult:
             result.deltas.append(event["delta"])
         elif event["type"] in ("response.done", "error"):
             raise AssertionError(f"the reply ended before {seconds} s of audio: {event}")
+
+
+async def until_audio_end(client: VoiceClient) -> TurnResult:
+    """Read a reply's events up to response.audio.end: all its audio has been sent."""
+    result = TurnResult()
+    while True:
+        event = await client.next_event(120)
+        if isinstance(event, bytes):
+            result.first_audio_at = result.first_audio_at or time.perf_counter()
+            result.audio += event
+        elif event["type"] == "response.audio.end":
+            return result
+        elif event["type"] == "response.audio.start":
+            result.sample_rate, result.turn_id = event["sample_rate"], event["turn_id"]
+        elif event["type"] == "response.text.delta":
+            result.deltas.append(event["delta"])
+        elif event["type"] in ("response.done", "error"):
+            raise AssertionError(f"the reply ended before all its audio was sent: {event}")
 
 
 async def settle_logs() -> None:
@@ -115,8 +139,11 @@ async def test_next_turn_context_holds_only_what_was_heard(stack, gateway_with):
     async with VoiceClient(url) as client:
         started = await client.start()
         await client.send({"type": "input.text", "text": STORY})
-        partial = await until_audio(client, 2.0)
-        # The client says it has played 1.5 s of the reply, then cancels.
+        partial = await until_audio(client, 5.0)
+        # Let real time pass so that neither the audio sent (5 s+) nor the server's real-time estimate
+        # (4 s+) matches what the client reports: the position it sends must decide.
+        assert partial.first_audio_at is not None
+        await asyncio.sleep(max(0.0, partial.first_audio_at + 4.0 - time.perf_counter()))
         await client.send({"type": "playback.position", "turn_id": partial.turn_id, "ms": 1500})
         await client.send({"type": "response.cancel"})
         interrupted = await client.collect_turn()
@@ -125,7 +152,11 @@ async def test_next_turn_context_holds_only_what_was_heard(stack, gateway_with):
     heard = interrupted.done["text"]
     generated = "".join(partial.deltas + interrupted.deltas)
     assert interrupted.done["interrupted"] and heard
-    assert len(heard) < len(generated.strip()), (heard, generated)
+    assert interrupted.done["audio_ms"]["heard"] == 1500
+    assert interrupted.done["audio_ms"]["sent"] >= 5000
+    # 1.5 s of speech holds a few words (Piper's joe speaks about 3 a second), 4 s would hold 10+.
+    assert 1 <= len(heard.split()) <= 7, heard
+    assert " ".join(generated.split()).startswith(heard.rstrip(".,;:!?")), (heard, generated)
     assert follow_up.done and not follow_up.done["interrupted"]
     # What the model actually received for the follow-up turn:
     context = last_llm_context(stack)
@@ -156,3 +187,132 @@ async def test_interrupting_twice_in_a_row_then_a_normal_turn(stack, gateway_wit
         normal = await client.collect_turn()
     assert normal.done["interrupted"] is False and normal.reply_text and normal.audio
     assert not normal.errors
+
+
+async def test_cancel_while_the_reply_is_being_played(stack, gateway_with):
+    """The server has generated and sent the whole reply; the user is still hearing it. A cancel then
+    cancels nothing downstream, but what is remembered is only what a real-time player has played."""
+    url = gateway_with(env={"ECHO_GATEWAY_MAX_TOKENS": "60"}).replace("http://", "ws://") + "/v1/voice"
+    async with VoiceClient(url) as client:
+        started = await client.start()
+        await client.send({"type": "input.text", "text": "Describe the moon in three sentences."})
+        sent = await until_audio_end(client)
+        # Every byte has arrived; a real-time player is still busy with it.
+        assert sent.first_audio_at is not None
+        played_s = time.perf_counter() - sent.first_audio_at
+        audio_s = len(sent.audio) / 2 / sent.sample_rate
+        await client.send({"type": "response.cancel"})
+        interrupted = await client.collect_turn()
+        await client.send({"type": "input.text", "text": "Thanks."})
+        await client.collect_turn()
+    done = interrupted.done
+    generated = "".join(sent.deltas).strip()
+    assert done["interrupted"] is True and done["interrupt_reason"] == "client_cancel"
+    assert done["cancelled_calls"] == []  # the LLM and TTS had already finished: nothing to cancel
+    assert done["audio_ms"]["sent"] == round(audio_s * 1000, 1)
+    if played_s < audio_s - 1.0:  # (always so unless this machine is slower than real time)
+        assert done["audio_ms"]["heard"] < done["audio_ms"]["sent"]
+        assert len(done["text"]) < len(generated), (done["text"], generated)
+    context = last_llm_context(stack)
+    heard_context = done["text"] + "…" if done["text"] else None
+    assert context[-2] == (
+        {"role": "assistant", "content": heard_context}
+        if heard_context
+        else {"role": "user", "content": "Describe the moon in three sentences."}
+    )
+    conversation = await wait_for_turns(
+        url.replace("ws://", "http://").removesuffix("/v1/voice"), started["conversation_id"], 2
+    )
+    assert conversation["turns"][0]["agent_response"] == done["text"]
+    assert conversation["turns"][0]["interrupted"] is True
+
+
+async def test_a_reply_lasts_until_it_has_been_played(stack):
+    """With real-time playback, response.done comes only once the client can have heard all the
+    audio; with playback "none" the reply is over as soon as its audio is sent."""
+    async with VoiceClient(stack.ws) as client:
+        await client.start()
+        await client.send({"type": "input.text", "text": "Say hello."})
+        result = await client.collect_turn()
+    assert result.done["interrupted"] is False and result.audio
+    first_audio = next(e for e in result.events if e["type"] == "response.audio.start")["_received_at"]
+    audio_s = len(result.audio) / 2 / result.sample_rate
+    # The server's clock starts before the client's: the reply cannot end before its audio is played.
+    assert result.done["_received_at"] - first_audio >= audio_s - 0.2
+    assert result.done["audio_ms"] == {"sent": round(audio_s * 1000, 1), "heard": round(audio_s * 1000, 1)}
+    async with VoiceClient(stack.ws) as client:
+        started = await client.start(output_audio={"playback": "none"})
+        await client.send({"type": "input.text", "text": "Say hello."})
+        await until_audio_end(client)
+        # Nothing is left to play: a cancel now finds no reply in progress.
+        await client.send({"type": "response.cancel"})
+        unplayed = await client.collect_turn()
+    assert started["output_audio"]["playback"] == "none"
+    assert unplayed.done["interrupted"] is False
+
+
+class PausableRelay:
+    """A TCP relay between the gateway and a service whose answers can be held back: a slow network
+    for real services. Requests (and their cancellations) still reach the service at once."""
+
+    def __init__(self, target: str) -> None:
+        self.host, port = target.rsplit(":", 1)
+        self.port = int(port)
+        self.answers = asyncio.Event()
+        self.answers.set()
+        self.server: asyncio.Server | None = None
+        self.address = ""
+
+    async def __aenter__(self) -> PausableRelay:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self.address = f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.answers.set()
+        assert self.server is not None
+        self.server.close()
+
+    async def _connection(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        service_r, service_w = await asyncio.open_connection(self.host, self.port)
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, gate: asyncio.Event | None) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while data := await r.read(65536):
+                    if gate is not None:
+                        await gate.wait()
+                    w.write(data)
+                    await w.drain()
+            w.close()
+
+        await asyncio.gather(pipe(client_r, service_w, None), pipe(service_r, client_w, self.answers))
+
+
+async def test_interrupt_during_synthesis_cancels_the_tts_call(stack, gateway_with):
+    """The LLM has finished; the TTS service is still working on the reply (its answers are held
+    back on the way): the cancel must reach and stop the TTS call, and only it."""
+    async with PausableRelay(stack.addresses["tts"]) as relay:
+        base = gateway_with(env={"ECHO_TTS_ADDR": relay.address, "ECHO_GATEWAY_MAX_TOKENS": "30"})
+        url = base.replace("http://", "ws://") + "/v1/voice"
+        completed_before = log_text(stack, "llm").count(GENERATE_COMPLETED)
+        tts_cancelled_before = log_text(stack, "tts").count(SYNTHESIZE_CANCELLED)
+        async with VoiceClient(url) as client:
+            # 48 kHz output: a sentence's audio is far more than one HTTP/2 window, so the held-back
+            # TTS stream cannot finish on the service's side either.
+            await client.start(output_audio={"sample_rate": 48000})
+            relay.answers.clear()
+            await client.send({"type": "input.text", "text": "Describe the moon in two sentences."})
+            for _ in range(600):  # until the llm service has finished this generation
+                if log_text(stack, "llm").count(GENERATE_COMPLETED) > completed_before:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the llm service never finished the generation")
+            await client.send({"type": "response.cancel"})
+            result = await client.collect_turn()
+            relay.answers.set()
+        done = result.done
+        assert done["interrupted"] is True and done["cancelled_calls"] == ["tts"], done
+        assert done["text"] == "" and not result.audio  # nothing was heard
+        await settle_logs()
+        assert log_text(stack, "tts").count(SYNTHESIZE_CANCELLED) == tts_cancelled_before + 1

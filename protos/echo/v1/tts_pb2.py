@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x65\x63ho/v1/tts.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\"\xa9\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12$\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x14.echo.v1.AudioFormat\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x0c\n\x04rate\x18\x05 \x01(\x02\x12\x0c\n\x04ssml\x18\x06 \x01(\x08\x12\r\n\x05pitch\x18\x07 \x01(\x02\x12\x14\n\x0cspeech_marks\x18\x08 \x03(\t\"\xb2\x01\n\x12SynthesizeResponse\x12$\n\x06\x66ormat\x18\x01 \x01(\x0b\x32\x14.echo.v1.AudioFormat\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\x12\x16\n\x0esentence_index\x18\x03 \x01(\x05\x12\x15\n\rsentence_text\x18\x04 \x01(\t\x12\x1d\n\x05usage\x18\x05 \x01(\x0b\x32\x0e.echo.v1.Usage\x12\x19\n\x11speech_marks_json\x18\x06 \x01(\t\"%\n\x11ListVoicesRequest\x12\x10\n\x08language\x18\x01 \x01(\t\"e\n\tVoiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\"8\n\x12ListVoicesResponse\x12\"\n\x06voices\x18\x01 \x03(\x0b\x32\x12.echo.v1.VoiceInfo2\x9e\x01\n\x0cTextToSpeech\x12G\n\nSynthesize\x12\x1a.echo.v1.SynthesizeRequest\x1a\x1b.echo.v1.SynthesizeResponse0\x01\x12\x45\n\nListVoices\x12\x1a.echo.v1.ListVoicesRequest\x1a\x1b.echo.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x65\x63ho/v1/tts.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\"\xa9\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12$\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x14.echo.v1.AudioFormat\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x0c\n\x04rate\x18\x05 \x01(\x02\x12\x0c\n\x04ssml\x18\x06 \x01(\x08\x12\r\n\x05pitch\x18\x07 \x01(\x02\x12\x14\n\x0cspeech_marks\x18\x08 \x03(\t\"\xb2\x01\n\x12SynthesizeResponse\x12$\n\x06\x66ormat\x18\x01 \x01(\x0b\x32\x14.echo.v1.AudioFormat\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\x12\x16\n\x0esentence_index\x18\x03 \x01(\x05\x12\x15\n\rsentence_text\x18\x04 \x01(\t\x12\x1d\n\x05usage\x18\x05 \x01(\x0b\x32\x0e.echo.v1.Usage\x12\x19\n\x11speech_marks_json\x18\x06 \x01(\t\"%\n\x11ListVoicesRequest\x12\x10\n\x08language\x18\x01 \x01(\t\"v\n\tVoiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\x12\x0f\n\x07\x61liases\x18\x06 \x03(\t\"8\n\x12ListVoicesResponse\x12\"\n\x06voices\x18\x01 \x03(\x0b\x32\x12.echo.v1.VoiceInfo2\x9e\x01\n\x0cTextToSpeech\x12G\n\nSynthesize\x12\x1a.echo.v1.SynthesizeRequest\x1a\x1b.echo.v1.SynthesizeResponse0\x01\x12\x45\n\nListVoices\x12\x1a.echo.v1.ListVoicesRequest\x1a\x1b.echo.v1.ListVoicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,9 +39,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTVOICESREQUEST']._serialized_start=404
   _globals['_LISTVOICESREQUEST']._serialized_end=441
   _globals['_VOICEINFO']._serialized_start=443
-  _globals['_VOICEINFO']._serialized_end=544
-  _globals['_LISTVOICESRESPONSE']._serialized_start=546
-  _globals['_LISTVOICESRESPONSE']._serialized_end=602
-  _globals['_TEXTTOSPEECH']._serialized_start=605
-  _globals['_TEXTTOSPEECH']._serialized_end=763
+  _globals['_VOICEINFO']._serialized_end=561
+  _globals['_LISTVOICESRESPONSE']._serialized_start=563
+  _globals['_LISTVOICESRESPONSE']._serialized_end=619
+  _globals['_TEXTTOSPEECH']._serialized_start=622
+  _globals['_TEXTTOSPEECH']._serialized_end=780
 # @@protoc_insertion_point(module_scope)

@@ -50,18 +50,20 @@ class ListVoicesRequest(_message.Message):
     def __init__(self, language: _Optional[str] = ...) -> None: ...
 
 class VoiceInfo(_message.Message):
-    __slots__ = ("name", "language", "sample_rate", "backend", "is_default")
+    __slots__ = ("name", "language", "sample_rate", "backend", "is_default", "aliases")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     name: str
     language: str
     sample_rate: int
     backend: str
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., language: _Optional[str] = ..., sample_rate: _Optional[int] = ..., backend: _Optional[str] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., language: _Optional[str] = ..., sample_rate: _Optional[int] = ..., backend: _Optional[str] = ..., is_default: _Optional[bool] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListVoicesResponse(_message.Message):
     __slots__ = ("voices",)

@@ -70,6 +70,9 @@ class PiperBackend:
                     sample_rate=voice.config.sample_rate,  # type: ignore[attr-defined]
                     backend=self.name,
                     is_default=name == self.default_voice,
+                    aliases=sorted(
+                        a for a, to in self._aliases.items() if to == name and a != name and "/" not in a
+                    ),
                 )
             )
         return result
