@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +43,19 @@ UTTERANCES = [
 
 
 LEAD_S = 0.3  # silence before the voice in each clip
+VOICED_DBFS = -45.0  # a 20 ms window louder than this is voice, not the voice's quiet tail
+
+
+def voice_tail_s(pcm: bytes, rate: int) -> float:
+    """Seconds of near-silence after the last voiced 20 ms window of a clip: the end of speech is that
+    much before the clip's last byte."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
+    window = int(rate * 0.02)
+    for end in range(len(samples), 0, -window):
+        chunk = samples[max(0, end - window) : end]
+        if 20 * np.log10(np.sqrt(np.mean(chunk**2)) + 1e-12) > VOICED_DBFS:
+            return (len(samples) - end) / rate
+    return 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -61,26 +75,37 @@ def rss_kib(pid: int) -> int:
 
 
 def gateway_pid(port: int) -> int | None:
-    """The gateway process listening on ``port`` (Linux /proc scan, no extra packages)."""
+    """The process listening on 127.0.0.1/0.0.0.0 ``port`` on this machine (Linux /proc, no extra
+    packages); None for a gateway elsewhere."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
         except OSError:
             continue
-        if b"gateway" in cmd and b"-m" in cmd:
-            return int(proc.name)
     return None
 
 
-async def measure_turns(url: str, rounds: int, warmup: int) -> list[dict[str, float]]:
+async def measure_turns(
+    url: str, rounds: int, warmup: int
+) -> tuple[list[dict[str, float]], list[float], dict[str, int]]:
     rows: list[dict[str, float]] = []
+    partial_gaps: list[float] = []  # between consecutive transcript.partials of one utterance
     async with VoiceClient(url) as client:
         await client.start(16000)
         clips = [speech_pcm(text, 16000, lead_s=LEAD_S) for text in UTTERANCES]
+        tails = [voice_tail_s(clip, 16000) for clip in clips]
         for i in range(warmup + rounds * len(UTTERANCES)):
-            clip = clips[i % len(clips)]
+            clip, tail_s = clips[i % len(clips)], tails[i % len(clips)]
             result = await client.talk(clip, 16000, realtime=True, silence_s=1.2)
             if not result.done or result.errors:
                 print(f"turn {i}: errors {result.errors}", file=sys.stderr)
@@ -90,7 +115,8 @@ async def measure_turns(url: str, rounds: int, warmup: int) -> list[dict[str, fl
             t = dict(result.done["timings_ms"])
             t["speculative"] = 1.0 if result.done.get("speculative") else 0.0
             assert result.first_audio_at is not None and result.speech_sent_at is not None
-            t["client_voice_to_voice"] = 1000 * (result.first_audio_at - result.speech_sent_at)
+            # From the end of the voice, not of the clip (Piper leaves a quiet tail after the words).
+            t["client_voice_to_voice"] = 1000 * (result.first_audio_at - result.speech_sent_at + tail_s)
             # What is left after waiting for silence, the transcript, the first sentence and its audio:
             # the gateway's own hand-offs. Only meaningful when the stages ran one after another (a
             # speculative reply overlaps them with the silence).
@@ -99,6 +125,8 @@ async def measure_turns(url: str, rounds: int, warmup: int) -> list[dict[str, fl
                     t["endpointing"] + t["stt"] + t["llm_first_sentence"] + t["tts_first_audio"]
                 )
             partials = [e["_received_at"] for e in result.events if e["type"] == "transcript.partial"]
+            for gap in np.diff(partials) if len(partials) > 1 else []:
+                partial_gaps.append(1000 * float(gap))
             if partials and result.audio_started_at is not None:
                 # The clips start with LEAD_S of silence before the voice.
                 t["first_partial"] = 1000 * (min(partials) - result.audio_started_at - LEAD_S)
@@ -109,7 +137,9 @@ async def measure_turns(url: str, rounds: int, warmup: int) -> list[dict[str, fl
                 f"'{result.transcript}' -> '{result.reply_text[:60]}'",
                 flush=True,
             )
-    return rows
+        await client.send({"type": "session.end"})
+        ended = await client.expect("session.ended")
+    return rows, partial_gaps, ended.get("speculation", {})
 
 
 async def measure_idle_memory(url: str, pid: int | None, sessions: int) -> float | None:
@@ -171,7 +201,7 @@ def main() -> None:
         proc = start_stack()
     try:
         wait_ready(http_base, proc)
-        rows = asyncio.run(measure_turns(url, args.rounds, args.warmup))
+        rows, partial_gaps, speculation = asyncio.run(measure_turns(url, args.rounds, args.warmup))
         port = int(http_base.rsplit(":", 1)[1])
         per_session = asyncio.run(measure_idle_memory(url, gateway_pid(port), args.idle_sessions))
     finally:
@@ -181,6 +211,7 @@ def main() -> None:
 
     stages = [
         ("first transcript.partial after speech start", "first_partial"),
+        ("gap between transcript.partials", "partial_gap"),
         ("endpointing delay (VAD silence)", "endpointing"),
         ("final transcript after speech end", "stt"),
         ("  of which STT decode", "stt_decode"),
@@ -195,12 +226,19 @@ def main() -> None:
     speculative = sum(int(r["speculative"]) for r in rows)
     print(
         f"\n{len(rows)} turns ({speculative} answered speculatively), utterances replayed in real time, "
-        f"{os.cpu_count()} CPUs\n"
+        f"{os.cpu_count()} CPUs"
     )
+    if speculation:
+        print(
+            f"speculative replies (warm-up included): {speculation.get('started', 0)} started, "
+            f"{speculation.get('used', 0)} used, "
+            f"{speculation.get('discarded', 0)} discarded (work thrown away)"
+        )
+    print()
     print(f"| {'stage':<42} | {'p50 ms':>7} | {'p95 ms':>7} |")
     print(f"|{'-' * 44}|{'-' * 9}|{'-' * 9}|")
     for label, key in stages:
-        values = [r[key] for r in rows if key in r]
+        values = partial_gaps if key == "partial_gap" else [r[key] for r in rows if key in r]
         print(f"| {label:<42} | {percentile(values, 0.5):7.1f} | {percentile(values, 0.95):7.1f} |")
     if per_session is not None:
         print(
