@@ -65,7 +65,11 @@ async def test_spoken_turn_end_to_end(stack):
     assert result.done["interrupted"] is False
     for stage in ("stt", "llm_first_token", "tts_first_audio", "voice_to_voice", "endpointing"):
         assert result.done["timings_ms"][stage] >= 0, stage
-    assert result.done["usage"]["output_tokens"] > 0
+    usage = result.done["usage"]
+    assert usage["output_tokens"] > 0
+    # The TTS's characters are counted too; local models cost nothing.
+    assert usage["tts_characters"] >= len(result.reply_text.replace(" ", "")) // 2
+    assert usage["total_cost_usd"] == usage["cost_usd"] + usage["tts_cost_usd"] == 0
     # 3. The reply audio is valid, not silent, and says the reply's words.
     rate = started["output_audio"]["sample_rate"]
     assert result.sample_rate == rate and len(result.audio) % 2 == 0
@@ -81,6 +85,8 @@ async def test_spoken_turn_end_to_end(stack):
     assert turn["agent_response"] == result.reply_text
     assert turn["session_id"] == started["session_id"]
     assert turn["metadata"]["latency_ms"]["voice_to_voice"] == result.done["timings_ms"]["voice_to_voice"]
+    assert turn["metadata"]["usage"] == usage
+    assert turn["metadata"]["models"]["tts"] == started["voice"] == "en_US-joe-medium"
     async with httpx.AsyncClient(base_url=stack.base) as http:
         for key, expected_rate in ((turn["input_audio_key"], 16000), (turn["output_audio_key"], rate)):
             assert key.startswith(f"{started['session_id']}/") and key.endswith(".wav")
@@ -134,3 +140,18 @@ async def test_other_input_sample_rates(stack, rate):
         result = await client.talk(speech_pcm(QUESTION, rate), rate, realtime=False)
     assert {"capital", "france"} <= words(result.transcript), result.transcript
     assert result.done and result.reply_text
+
+
+async def test_a_voice_by_its_alias_or_an_unknown_voice(stack):
+    """ListVoices names each voice's aliases (the model name it was pulled as): a session may ask for
+    either, and gets the voice's own name back; an unknown voice is refused with the list."""
+    async with VoiceClient(stack.ws) as client:
+        started = await client.start(voice="piper-joe")
+        assert started["voice"] == "en_US-joe-medium"
+    async with VoiceClient(stack.ws) as client:
+        await client.send({"type": "session.start", "voice": "nobody"})
+        error = await client.next_event()
+        assert isinstance(error, dict) and error["code"] == "unknown_voice"
+        assert "en_US-joe-medium" in error["message"]
+        started = await client.start()  # the session can still start
+        assert started["voice"] == "en_US-joe-medium"
