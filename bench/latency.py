@@ -214,7 +214,7 @@ def main() -> None:
         ("gap between transcript.partials", "partial_gap"),
         ("endpointing delay (VAD silence)", "endpointing"),
         ("final transcript after speech end", "stt"),
-        ("  of which STT decode", "stt_decode"),
+        ("  of which STT decode after the turn ended", "stt_decode"),
         ("LLM first token", "llm_first_token"),
         ("LLM first sentence", "llm_first_sentence"),
         ("TTS first audio", "tts_first_audio"),
