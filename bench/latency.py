@@ -235,11 +235,11 @@ def main() -> None:
             f"{speculation.get('discarded', 0)} discarded (work thrown away)"
         )
     print()
-    print(f"| {'stage':<42} | {'p50 ms':>7} | {'p95 ms':>7} |")
-    print(f"|{'-' * 44}|{'-' * 9}|{'-' * 9}|")
+    print(f"| {'stage':<44} | {'p50 ms':>7} | {'p95 ms':>7} |")
+    print(f"|{'-' * 46}|{'-' * 9}|{'-' * 9}|")
     for label, key in stages:
         values = partial_gaps if key == "partial_gap" else [r[key] for r in rows if key in r]
-        print(f"| {label:<42} | {percentile(values, 0.5):7.1f} | {percentile(values, 0.95):7.1f} |")
+        print(f"| {label:<44} | {percentile(values, 0.5):7.1f} | {percentile(values, 0.95):7.1f} |")
     if per_session is not None:
         print(
             f"\ngateway memory per open idle session: {per_session:.0f} KiB ({args.idle_sessions} sessions)"
