@@ -18,7 +18,7 @@ def main() -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         ws_max_size=max(settings.max_frame_bytes, settings.max_message_bytes) * 4,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
 
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Query, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from echo.v1 import storage_pb2
-from gateway import config
+from gateway import cloudwatch_metrics, config
 from gateway.clients import Services, rpc_error
 from gateway.config import GatewaySettings
 from gateway.session import VoiceSession
@@ -54,6 +54,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         Path(settings.system_prompt_file) if settings.system_prompt_file else HERE / "prompts/system.txt"
     )
     system_prompt = prompt_file.read_text().strip()
+    # The open WebSocket sessions: what the ActiveSessions metric counts.
+    sessions: set[VoiceSession] = set()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,16 +68,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.tts_addr,
             settings.storage_addr,
         )
-        yield
+        async with cloudwatch_metrics.publishing(settings, lambda: len(sessions)):
+            yield
         await app.state.services.close()
 
     app = FastAPI(title="Echo gateway", version="1", lifespan=lifespan)
+    app.state.sessions = sessions
 
     @app.websocket("/v1/voice")
     async def voice(ws: WebSocket) -> None:
         await ws.accept()
         session = VoiceSession(ws, app.state.services, settings, app.state.vad, system_prompt)
-        await session.run()
+        sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            sessions.discard(session)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

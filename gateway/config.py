@@ -43,6 +43,19 @@ class GatewaySettings:
     stt_timeout_s: float = 90.0
     storage_timeout_s: float = 10.0
     web_client: bool = field(default=True, metadata={"help": "serve the web voice client at /"})
+    # On SIGTERM uvicorn closes the open WebSockets and gives their sessions this long to finish (save
+    # their last turns). ECS allows a gateway task 120 s (stopTimeout) before SIGKILL; this stays under it.
+    shutdown_timeout_s: float = field(
+        default=110.0, metadata={"help": "after SIGTERM, how long open sessions get to finish"}
+    )
+    # The open-session count as a CloudWatch metric for the gateway's scaling (gateway/cloudwatch_metrics.py).
+    metrics_namespace: str = field(
+        default="", metadata={"help": "CloudWatch namespace for ActiveSessions (empty: not published)"}
+    )
+    metrics_service_name: str = field(
+        default="echo-gateway", metadata={"help": "the metric's ServiceName dimension"}
+    )
+    metrics_interval_s: float = field(default=60.0, metadata={"help": "seconds between datapoints"})
     log_level: str = "INFO"
 
 
