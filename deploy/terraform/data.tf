@@ -139,6 +139,13 @@ resource "aws_s3_bucket_lifecycle_configuration" "audio" {
   }
 
   depends_on = [aws_s3_bucket_versioning.audio]
+
+  lifecycle {
+    precondition {
+      condition     = var.audio_expire_after_days > var.audio_ia_after_days
+      error_message = "audio_expire_after_days must be later than audio_ia_after_days (S3 rejects an expiry before the transition)."
+    }
+  }
 }
 
 resource "aws_s3_bucket_logging" "audio" {

@@ -31,7 +31,9 @@ resource "aws_iam_role_policy_attachment" "execution" {
 # besides X-Ray writes for the tracing sidecar. Attached only when the service's backend needs them.
 # ---------------------------------------------------------------------------------------------------
 
-# stt: Amazon Transcribe streaming, and the stt/ prefix of the audio bucket for batch jobs.
+# stt (services/stt/backends/transcribe.py): Transcribe streaming; for long audio a batch job whose input
+# and result live under transcribe-batch/ in the audio bucket. Transcribe reads the input and writes the
+# result with the caller's permissions, so this role needs the S3 (and KMS) rights on that prefix.
 data "aws_iam_policy_document" "stt_task" {
   statement {
     sid = "TranscribeStreaming"
@@ -44,9 +46,32 @@ data "aws_iam_policy_document" "stt_task" {
   }
 
   statement {
+    sid     = "TranscribeBatchStart"
+    actions = ["transcribe:StartTranscriptionJob"]
+    # StartTranscriptionJob has no resource type; its condition keys pin where the result may go.
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "transcribe:OutputBucketName"
+      values   = [aws_s3_bucket.audio.bucket]
+    }
+    condition {
+      test     = "StringLike"
+      variable = "transcribe:OutputKey"
+      values   = ["${local.transcribe_batch_prefix}/*"]
+    }
+  }
+
+  statement {
+    sid       = "TranscribeBatchPoll"
+    actions   = ["transcribe:GetTranscriptionJob"]
+    resources = ["arn:${local.partition}:transcribe:${var.aws_region}:${local.account_id}:transcription-job/echo-*"]
+  }
+
+  statement {
     sid       = "BatchAudioPrefix"
     actions   = ["s3:GetObject", "s3:PutObject"]
-    resources = ["${aws_s3_bucket.audio.arn}/stt/*"]
+    resources = ["${aws_s3_bucket.audio.arn}/${local.transcribe_batch_prefix}/*"]
   }
 
   statement {
@@ -61,23 +86,31 @@ data "aws_iam_policy_document" "stt_task" {
   }
 }
 
-# llm: invoke only the configured Bedrock models.
+# llm (services/llm/backends/bedrock.py): ConverseStream (authorised as InvokeModelWithResponseStream)
+# on the configured models only, and ListFoundationModels for the model list.
 data "aws_iam_policy_document" "llm_task" {
   statement {
     sid     = "InvokeConfiguredModels"
-    actions = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    actions = ["bedrock:InvokeModelWithResponseStream"]
     resources = [
       for id in var.bedrock_model_ids : "arn:${local.partition}:bedrock:${local.bedrock_region}::foundation-model/${id}"
     ]
   }
+
+  statement {
+    sid       = "ListModels"
+    actions   = ["bedrock:ListFoundationModels"]
+    resources = ["*"] # ListFoundationModels takes no resource
+  }
 }
 
-# tts: Amazon Polly speech synthesis only.
+# tts (services/tts/backends/polly.py): SynthesizeSpeech and DescribeVoices. Polly's permissions reference
+# lists "*" for SynthesizeSpeech and documents the replacement that keeps it to one region:
+# arn:aws:polly:<region>:<account>:lexicon/* (Echo uses no lexicons; this names only its own account's).
 data "aws_iam_policy_document" "tts_task" {
   statement {
-    sid     = "PollySynthesize"
-    actions = ["polly:SynthesizeSpeech"]
-    # SynthesizeSpeech is authorised against lexicons; Echo's own account's only.
+    sid       = "PollySynthesize"
+    actions   = ["polly:SynthesizeSpeech"]
     resources = ["arn:${local.partition}:polly:${var.aws_region}:${local.account_id}:lexicon/*"]
   }
 
@@ -88,36 +121,47 @@ data "aws_iam_policy_document" "tts_task" {
   }
 }
 
-# storage: its two tables (and the session index), the audio bucket, and the key that encrypts them.
+# storage (services/storage/backends/aws.py): its two tables (and the session index), the audio bucket,
+# and the key that encrypts them. Exactly the calls the backend makes: PutItem/GetItem/Query, Scan (an
+# unfiltered ListConversations), DescribeTable (Table.load at start); PutObject/GetObject (and presigned
+# GetObject URLs, signed with this role), HeadBucket (authorised as ListBucket); SSE-KMS data keys.
+# `echo-voice aws init` (table/bucket creation) is an operator command; Terraform creates these here.
 data "aws_iam_policy_document" "storage_task" {
   statement {
-    sid = "Tables"
+    sid = "ConversationsTable"
+    actions = [
+      "dynamodb:PutItem",
+      "dynamodb:Query",
+      "dynamodb:Scan",
+      "dynamodb:DescribeTable",
+    ]
+    resources = [aws_dynamodb_table.conversations.arn]
+  }
+
+  statement {
+    sid       = "SessionIndex"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.conversations.arn}/index/*"]
+  }
+
+  statement {
+    sid = "SessionsTable"
     actions = [
       "dynamodb:GetItem",
       "dynamodb:PutItem",
-      "dynamodb:UpdateItem",
-      "dynamodb:DeleteItem",
-      "dynamodb:Query",
-      "dynamodb:BatchGetItem",
-      "dynamodb:BatchWriteItem",
-      "dynamodb:ConditionCheckItem",
       "dynamodb:DescribeTable",
     ]
-    resources = [
-      aws_dynamodb_table.conversations.arn,
-      "${aws_dynamodb_table.conversations.arn}/index/*",
-      aws_dynamodb_table.sessions.arn,
-    ]
+    resources = [aws_dynamodb_table.sessions.arn]
   }
 
   statement {
     sid       = "AudioObjects"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${aws_s3_bucket.audio.arn}/*"]
   }
 
   statement {
-    sid       = "AudioBucketList"
+    sid       = "AudioBucketHead"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.audio.arn]
   }
@@ -129,7 +173,8 @@ data "aws_iam_policy_document" "storage_task" {
   }
 }
 
-# gateway: publish its active-session metric into the Echo namespace only.
+# gateway (gateway/cloudwatch_metrics.py): publish its active-session metric into the Echo namespace only.
+# PutMetricData has no resource type; the namespace condition is the scope.
 data "aws_iam_policy_document" "gateway_task" {
   statement {
     sid       = "PublishSessionMetric"
@@ -138,7 +183,7 @@ data "aws_iam_policy_document" "gateway_task" {
     condition {
       test     = "StringEquals"
       variable = "cloudwatch:namespace"
-      values   = ["Echo"]
+      values   = [local.session_metric.namespace]
     }
   }
 }

@@ -20,6 +20,23 @@ locals {
   grpc_ports   = { stt = 50051, llm = 50052, tts = 50053, storage = 50054 }
   gateway_port = 8080
 
+  # Where the stt service's Transcribe batch jobs put their input and result (services/stt/backends/
+  # transcribe.py); its task role may touch only this prefix of the audio bucket.
+  transcribe_batch_prefix = "transcribe-batch"
+
+  # The gateway's session metric (gateway/cloudwatch_metrics.py): the gateway publishes it, the scaling
+  # policy, the dashboard and the gateway's IAM condition read it under exactly these names.
+  session_metric = {
+    namespace    = "Echo"
+    name         = "ActiveSessions"
+    service_name = "${local.name}-gateway"
+  }
+
+  # ECS gives a stopping gateway this long between SIGTERM and SIGKILL (Fargate's maximum); the gateway
+  # lets its sessions finish (save their last turns) for 10 s less, so it exits before the kill.
+  gateway_stop_timeout     = 120
+  gateway_shutdown_timeout = local.gateway_stop_timeout - 10
+
   # Images for AWS backends carry no model weights and are pushed as "<tag>-aws".
   image_tags = {
     gateway = var.image_tag
@@ -255,6 +272,10 @@ module "storage" {
     DYNAMODB_TABLE_CONVERSATIONS = aws_dynamodb_table.conversations.name
     DYNAMODB_TABLE_SESSIONS      = aws_dynamodb_table.sessions.name
     S3_BUCKET_AUDIO              = aws_s3_bucket.audio.bucket
+    # SSE-KMS with Echo's key on every object the service writes (the backend's default is SSE-S3, and a
+    # PutObject that names an algorithm overrides the bucket's KMS default).
+    ECHO_STORAGE_S3_ENCRYPTION = "aws:kms"
+    ECHO_STORAGE_KMS_KEY_ID    = aws_kms_key.main.arn
   }
 
   task_policy_enabled = true
@@ -296,10 +317,15 @@ module "gateway" {
     ECHO_TTS_ADDR     = "tts:50053"
     ECHO_STORAGE_ADDR = "storage:50054"
     AWS_REGION        = var.aws_region
+    # Publish the open-session count every minute (the scaling policy and dashboard read 1-minute data).
+    ECHO_GATEWAY_METRICS_NAMESPACE    = local.session_metric.namespace
+    ECHO_GATEWAY_METRICS_SERVICE_NAME = local.session_metric.service_name
+    ECHO_GATEWAY_METRICS_INTERVAL_S   = "60"
+    ECHO_GATEWAY_SHUTDOWN_TIMEOUT_S   = tostring(local.gateway_shutdown_timeout)
   }
   # Open WebSocket sessions get this long to finish when a task is stopped (ECS caps stopTimeout at 120 s;
   # the ALB's deregistration delay drains them for longer before the stop signal).
-  stop_timeout = 120
+  stop_timeout = local.gateway_stop_timeout
 
   task_policy_enabled = true
   task_policy_json    = data.aws_iam_policy_document.gateway_task.json

@@ -240,11 +240,12 @@ resource "aws_cloudwatch_dashboard" "main" {
       {
         type = "metric", x = 12, y = 12, width = 12, height = 6
         properties = {
-          title   = "Active voice sessions (published by the gateway)"
-          region  = var.aws_region
-          stat    = "Sum"
-          period  = 60
-          metrics = [["Echo", "ActiveSessions", "ServiceName", "${local.name}-gateway"]]
+          title  = "Active voice sessions (published by the gateway)"
+          region = var.aws_region
+          stat   = "Sum"
+          period = 60
+          # One datapoint per task per minute, so the 1-minute Sum is the sessions open across all tasks.
+          metrics = [[local.session_metric.namespace, local.session_metric.name, "ServiceName", local.session_metric.service_name]]
         }
       },
     ]

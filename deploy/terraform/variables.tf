@@ -128,7 +128,7 @@ variable "gateway_requests_per_target" {
 }
 
 variable "gateway_sessions_per_task" {
-  description = "Active WebSocket sessions per gateway task to hold, from the custom metric Echo/ActiveSessions the gateway publishes. null: do not scale on it (until the gateway publishes it)."
+  description = "Active WebSocket sessions per gateway task to hold, from the custom metric Echo/ActiveSessions the gateway publishes every minute. null: do not scale on it (ALB requests and CPU only)."
   type        = number
   default     = null
 }
@@ -211,9 +211,19 @@ variable "tts_voice" {
 }
 
 variable "bedrock_model_ids" {
-  description = "Bedrock model IDs the llm task may invoke; the first is BEDROCK_MODEL_ID."
+  description = <<-EOT
+    Bedrock model IDs the llm task may invoke; the first is BEDROCK_MODEL_ID (the "quick" purpose). The
+    default is every model services/llm/bedrock_models.yaml routes to (each purpose and its fallback), so
+    no purpose or fallback is denied; keep the two in step when either changes (tests/deploy checks it).
+  EOT
   type        = list(string)
-  default     = ["anthropic.claude-3-haiku-20240307-v1:0"]
+  default = [
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    "anthropic.claude-3-5-sonnet-20240620-v1:0",
+    "amazon.titan-text-express-v1",
+    "amazon.titan-text-lite-v1",
+    "mistral.mistral-7b-instruct-v0:2",
+  ]
 
   validation {
     condition     = length(var.bedrock_model_ids) > 0
@@ -243,13 +253,18 @@ variable "polly_engine" {
 # Data, logs, telemetry
 # ---------------------------------------------------------------------------------------------------
 variable "audio_ia_after_days" {
-  description = "Move stored audio to S3 Standard-IA after this many days."
+  description = "Move stored audio to S3 Standard-IA after this many days (S3 allows no Standard-IA transition before day 30)."
   type        = number
   default     = 30
+
+  validation {
+    condition     = var.audio_ia_after_days >= 30
+    error_message = "audio_ia_after_days must be at least 30: S3 rejects transitions to Standard-IA earlier than 30 days."
+  }
 }
 
 variable "audio_expire_after_days" {
-  description = "Delete stored audio after this many days."
+  description = "Delete stored audio after this many days (later than audio_ia_after_days)."
   type        = number
   default     = 365
 }

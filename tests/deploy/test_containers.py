@@ -82,6 +82,11 @@ def test_dockerfile_targets() -> None:
         # Only the runtime (no compilers) and the service's own venv; models only for local backends.
         assert "build-essential" not in body
         assert ("/opt/echo/models" in body) == carries_models, target
+        if carries_models:
+            # Owned by the app's user, so the named volume mounted there is writable for `models pull`.
+            assert (
+                f"COPY --from=build-{target} --chown=10001:10001 /opt/echo/models /opt/echo/models" in body
+            ), target
     # Each build stage installs only its service's extras; AWS images get only the aws extra.
     assert 'pip install ".[stt]"' in stages["build-stt"]
     assert 'pip install ".[llm]"' in stages["build-llm"]
@@ -145,3 +150,15 @@ def test_compose_file_is_valid_and_matches_make_run(tools: DeployTools) -> None:
     for svc in ("stt", "llm", "tts"):
         assert volumes[svc] == {f"{svc}-models": "/opt/echo/models"}
     assert {"data", "stt-models", "llm-models", "tts-models"} <= set(config["volumes"])
+
+
+def test_model_pull_recipes_override_the_entrypoint() -> None:
+    # The images' ENTRYPOINT runs the service, so `docker compose run llm echo-voice ...` would hand
+    # "echo-voice ..." to the service as arguments; the recipe must replace the entrypoint.
+    stages = _stages(DOCKERFILE.read_text())
+    assert 'ENTRYPOINT ["python", "-m", "services.llm"]' in stages["llm"]
+    for path in (COMPOSE_FILE, REPO / "docs" / "deploy.md"):
+        recipes = [line for line in path.read_text().splitlines() if "docker compose run" in line]
+        assert recipes, f"{path.name}: no model-pull recipe"
+        for line in recipes:
+            assert "--entrypoint echo-voice" in line and "models pull" in line, f"{path.name}: {line.strip()}"

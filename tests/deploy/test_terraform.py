@@ -195,12 +195,14 @@ def test_each_task_role_is_scoped_to_its_service(
     documents = root_module.data["aws_iam_policy_document"]
     allowed_actions = {
         "stt": re.compile(
-            r"^(transcribe:StartStreamTranscription(WebSocket)?|s3:(GetObject|PutObject)|kms:(Decrypt|GenerateDataKey))$"
+            r"^(transcribe:(StartStreamTranscription(WebSocket)?|StartTranscriptionJob|GetTranscriptionJob)"
+            r"|s3:(GetObject|PutObject)|kms:(Decrypt|GenerateDataKey))$"
         ),
-        "llm": re.compile(r"^bedrock:(InvokeModel|InvokeModelWithResponseStream)$"),
+        "llm": re.compile(r"^bedrock:(InvokeModelWithResponseStream|ListFoundationModels)$"),
         "tts": re.compile(r"^polly:(SynthesizeSpeech|DescribeVoices)$"),
         "storage": re.compile(
-            r"^(dynamodb:[A-Za-z]+|s3:(GetObject|PutObject|DeleteObject|ListBucket)|kms:(Decrypt|Encrypt|GenerateDataKey))$"
+            r"^(dynamodb:(GetItem|PutItem|Query|Scan|DescribeTable)|s3:(GetObject|PutObject|ListBucket)"
+            r"|kms:(Decrypt|Encrypt|GenerateDataKey))$"
         ),
         "gateway": re.compile(r"^cloudwatch:PutMetricData$"),
     }
@@ -208,6 +210,8 @@ def test_each_task_role_is_scoped_to_its_service(
     unscopable = {
         "transcribe:StartStreamTranscription",
         "transcribe:StartStreamTranscriptionWebSocket",
+        "transcribe:StartTranscriptionJob",
+        "bedrock:ListFoundationModels",
         "polly:DescribeVoices",
         "cloudwatch:PutMetricData",
     }
@@ -223,12 +227,41 @@ def test_each_task_role_is_scoped_to_its_service(
                 assert "*" not in action, f"{svc}: wildcard action {action}"
             if "*" in _listed(statement["resources"]):
                 assert set(statement["actions"]) <= unscopable, f"{svc}: {statement['actions']} on *"
-    # Resource scoping per service.
-    stt_s3 = [s for s in _statements(documents["stt_task"]) if s["actions"][0].startswith("s3:")]
-    assert stt_s3 and all(r.endswith("/stt/*") for s in stt_s3 for r in _listed(s["resources"]))
-    (llm,) = _statements(documents["llm_task"])
+    # Resource scoping per service. stt: the batch prefix of the audio bucket, Echo's own jobs, and a
+    # StartTranscriptionJob that may only write its result there.
+    stt = _statements(documents["stt_task"])
+    stt_s3 = [s for s in stt if s["actions"][0].startswith("s3:")]
+    assert stt_s3 and all(
+        r == "${aws_s3_bucket.audio.arn}/${local.transcribe_batch_prefix}/*"
+        for s in stt_s3
+        for r in _listed(s["resources"])
+    )
+    (start_job,) = [s for s in stt if "transcribe:StartTranscriptionJob" in s["actions"]]
+    assert {(c["variable"], tuple(c["values"])) for c in start_job["condition"]} == {
+        ("transcribe:OutputBucketName", ("${aws_s3_bucket.audio.bucket}",)),
+        ("transcribe:OutputKey", ("${local.transcribe_batch_prefix}/*",)),
+    }
+    (poll_job,) = [s for s in stt if "transcribe:GetTranscriptionJob" in s["actions"]]
+    assert _listed(poll_job["resources"]) == [
+        "arn:${local.partition}:transcribe:${var.aws_region}:${local.account_id}:transcription-job/echo-*"
+    ]
+    (llm,) = [
+        s
+        for s in _statements(documents["llm_task"])
+        if "bedrock:InvokeModelWithResponseStream" in s["actions"]
+    ]
     assert llm["resources"].startswith("${[for id in var.bedrock_model_ids :")
     assert "::foundation-model/${id}" in llm["resources"]
+    # tts: SynthesizeSpeech in this region and account only (the form Polly's permissions reference gives).
+    (synthesize,) = [
+        s for s in _statements(documents["tts_task"]) if "polly:SynthesizeSpeech" in s["actions"]
+    ]
+    assert _listed(synthesize["resources"]) == [
+        "arn:${local.partition}:polly:${var.aws_region}:${local.account_id}:lexicon/*"
+    ]
+    # storage: Scan only on the conversations table (an unfiltered ListConversations).
+    (scan,) = [s for s in _statements(documents["storage_task"]) if "dynamodb:Scan" in s["actions"]]
+    assert _listed(scan["resources"]) == ["${aws_dynamodb_table.conversations.arn}"]
     storage_resources = {r for s in _statements(documents["storage_task"]) for r in _listed(s["resources"])}
     assert "${aws_dynamodb_table.conversations.arn}" in storage_resources
     assert "${aws_dynamodb_table.sessions.arn}" in storage_resources
@@ -300,6 +333,32 @@ def test_buckets_block_public_access_and_require_tls(root_module: TerraformModul
     web = root_module.resource("aws_cloudfront_distribution", "web")
     assert web["origin"][0]["origin_access_control_id"] == "${aws_cloudfront_origin_access_control.web.id}"
     assert web["default_cache_behavior"][0]["viewer_protocol_policy"] == "redirect-to-https"
+
+
+def test_stored_audio_is_sse_kms_with_the_stack_key(root_module: TerraformModule) -> None:
+    # The storage backend names an algorithm on every PutObject (default AES256), which overrides the
+    # bucket's KMS default; so the task must ask for aws:kms and Echo's key itself.
+    env = root_module.modules["storage"]["environment"]
+    assert env["ECHO_STORAGE_SERVICE"] == "aws"
+    assert env["ECHO_STORAGE_S3_ENCRYPTION"] == "aws:kms"
+    assert env["ECHO_STORAGE_KMS_KEY_ID"] == "${aws_kms_key.main.arn}"
+    assert env["S3_BUCKET_AUDIO"] == "${aws_s3_bucket.audio.bucket}"
+    # The bucket default agrees (objects written by anything else are SSE-KMS with the same key).
+    default = root_module.resource("aws_s3_bucket_server_side_encryption_configuration", "audio")["rule"][0][
+        "apply_server_side_encryption_by_default"
+    ][0]
+    assert default == {"sse_algorithm": "aws:kms", "kms_master_key_id": "${aws_kms_key.main.arn}"}
+
+
+def test_audio_lifecycle_days_are_ones_s3_accepts(root_module: TerraformModule) -> None:
+    ia = root_module.variables["audio_ia_after_days"]
+    assert ia["default"] >= 30
+    assert ia["validation"][0]["condition"] == "${var.audio_ia_after_days >= 30}"
+    lifecycle = root_module.resource("aws_s3_bucket_lifecycle_configuration", "audio")
+    assert lifecycle["rule"][0]["transition"][0]["days"] == "${var.audio_ia_after_days}"
+    (precondition,) = lifecycle["lifecycle"][0]["precondition"]
+    assert precondition["condition"] == "${var.audio_expire_after_days > var.audio_ia_after_days}"
+    assert root_module.defaults()["audio_expire_after_days"] > ia["default"]
 
 
 def test_dynamodb_tables(root_module: TerraformModule) -> None:

@@ -56,7 +56,8 @@ locals {
     }
   }
 
-  # Traces: the app exports OTLP to 127.0.0.1:4317, the collector forwards them to X-Ray.
+  # Traces: the collector takes OTLP on 127.0.0.1:4317 and forwards it to X-Ray. The app gets the OTEL_*
+  # variables above but emits no spans yet (no OpenTelemetry in Echo's code), so nothing arrives today.
   adot_container = {
     name                   = "adot-collector"
     image                  = var.adot_collector_image
