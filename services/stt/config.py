@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from services.common.config import load_settings, load_yaml_config
+from services.common.config import ConfigError, load_settings, load_yaml_config
 
 
 @dataclass
@@ -55,5 +55,13 @@ def load() -> STTSettings:
     yaml_config = load_yaml_config()
     # The roadmap's `aws.transcribe` block, under the field names; an explicit `stt:` key wins.
     transcribe = (yaml_config.get("aws") or {}).get("transcribe") or {}
-    section = {**{f"transcribe_{k}": v for k, v in transcribe.items()}, **(yaml_config.get("stt") or {})}
+    if not isinstance(transcribe, dict):
+        raise ConfigError("config.yaml aws.transcribe must be a mapping")
+    prefix = "transcribe_"
+    known = {f.name.removeprefix(prefix) for f in fields(STTSettings) if f.name.startswith(prefix)}
+    unknown = sorted(set(transcribe) - known)
+    if unknown:
+        # A misspelt key would otherwise be ignored without a word.
+        raise ConfigError(f"config.yaml aws.transcribe: unknown keys {unknown}; known: {sorted(known)}")
+    section = {**{f"{prefix}{k}": v for k, v in transcribe.items()}, **(yaml_config.get("stt") or {})}
     return load_settings(STTSettings, prefix="ECHO_STT_", section="stt", yaml_config={"stt": section})

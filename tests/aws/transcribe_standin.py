@@ -5,9 +5,12 @@ with a certificate from a CA the test makes. It reads the client's signed audio 
 (outer frames carrying ``:date`` and ``:chunk-signature``, each wrapping an ``AudioEvent`` frame) and
 answers with encoded partial and final ``TranscriptEvent`` frames, as the service does.
 
-What to say is scripted by a JSON control file (``STANDIN_CONTROL``): ``transcript``, ``mode``
-(ok, throttle, bad_request, midstream_error), ``filtered_words``. Each request is recorded as one JSON
-line in ``STANDIN_RECORD`` so tests can check what the client really sent.
+What to say is scripted by a JSON control file (``STANDIN_CONTROL``): ``transcript``; ``mode`` (ok,
+throttle, bad_request, midstream_error, access_denied, invalid_token, unavailable); ``filtered_words``
+(what the vocabulary filter matches); ``vocabularies`` / ``vocabulary_filters`` (the names that exist,
+when given; others are refused as the service refuses them); ``identified_language``; ``audio_path``
+(where to write the PCM received, so a test can check what arrived is the speech it sent). Each request
+is recorded as one JSON line in ``STANDIN_RECORD`` so tests can check what the client really sent.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ def _record(entry: dict[str, Any]) -> None:
             f.write(json.dumps(entry) + "\n")
 
 
+def _write(path: str, data: bytes, mode: str) -> None:
+    with open(path, mode) as f:
+        f.write(data)
+
+
 def _transcript_frame(result: dict[str, Any]) -> bytes:
     headers = {
         ":message-type": "event",
@@ -58,29 +66,30 @@ def _result(
     filtered: set[str],
     filter_method: str,
 ) -> dict[str, Any]:
-    items = []
+    items: list[dict[str, Any]] = []
     shown = []
     step = duration / max(1, len(words))
     for i, word in enumerate(words):
-        bare = word.strip(".,!?").lower()
-        match = bare in filtered
+        bare = word.rstrip(".,!?")
+        punctuation = word[len(bare) :]
+        match = bare.lower() in filtered
         if match and filter_method == "remove":
             continue
-        content = "***" if match and filter_method == "mask" else word
-        shown.append(content)
-        item: dict[str, Any] = {
-            "StartTime": round(i * step, 3),
-            "EndTime": round((i + 1) * step, 3),
-            "Type": "pronunciation",
-            "Content": content,
-            "VocabularyFilterMatch": match,
-            "Confidence": 0.9,
-            "Stable": not partial,
-        }
-        if speakers:
-            # Two speakers taking turns by sentence, as a dialogue would be labelled.
-            item["Speaker"] = str(sum(w.endswith((".", "?", "!")) for w in words[:i]) % 2)
-        items.append(item)
+        content = "***" if match and filter_method == "mask" else bare
+        shown.append(content + punctuation)
+        start, end = round(i * step, 3), round((i + 1) * step, 3)
+        # As the service does: the word, then its punctuation as an item of its own.
+        spoken: list[dict[str, Any]] = [
+            {"StartTime": start, "EndTime": end, "Type": "pronunciation", "Content": content}
+        ]
+        if punctuation:
+            spoken.append({"StartTime": end, "EndTime": end, "Type": "punctuation", "Content": punctuation})
+        for item in spoken:
+            item.update(VocabularyFilterMatch=match, Confidence=0.9, Stable=not partial)
+            if speakers:
+                # Two speakers taking turns by sentence, as a dialogue would be labelled.
+                item["Speaker"] = str(sum(w.endswith((".", "?", "!")) for w in words[:i]) % 2)
+        items += spoken
     result: dict[str, Any] = {
         "ResultId": result_id,
         "StartTime": 0.0,
@@ -92,6 +101,31 @@ def _result(
     if language:
         result["LanguageCode"] = language
     return result
+
+
+def _refusal(headers: dict[str, str], control: dict[str, Any]) -> str:
+    """Why the service would refuse these request headers with a BadRequestException, or ''."""
+    vocabulary = headers.get("x-amzn-transcribe-vocabulary-name", "")
+    known = control.get("vocabularies")
+    if vocabulary == "no-such-vocabulary" or (vocabulary and known is not None and vocabulary not in known):
+        return f"The requested vocabulary {vocabulary!r} couldn't be found. Check the vocabulary name."
+    vocab_filter = headers.get("x-amzn-transcribe-vocabulary-filter-name", "")
+    known = control.get("vocabulary_filters")
+    if vocab_filter and known is not None and vocab_filter not in known:
+        return f"The requested vocabulary filter {vocab_filter!r} couldn't be found."
+    method = headers.get("x-amzn-transcribe-vocabulary-filter-method", "")
+    if method and method not in ("mask", "remove", "tag"):
+        return f"VocabularyFilterMethod {method!r} is not valid."
+    if headers.get("x-amzn-transcribe-identify-language", "").lower() == "true":
+        if "x-amzn-transcribe-language-code" in headers:
+            return "You can't set LanguageCode together with IdentifyLanguage."
+        if len(headers.get("x-amzn-transcribe-language-options", "").split(",")) < 2:
+            return "LanguageOptions must contain at least two languages."
+    elif "x-amzn-transcribe-language-code" not in headers:
+        return "You must set LanguageCode, IdentifyLanguage or IdentifyMultipleLanguages."
+    if not 8000 <= int(headers.get("x-amzn-transcribe-sample-rate", "0")) <= 48000:
+        return "MediaSampleRateHertz must be within 8000-48000 for pcm."
+    return ""
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -112,7 +146,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "headers": {k: v for k, v in headers.items() if k.startswith("x-amzn-transcribe-")},
     }
     mode = control.get("mode", "ok")
-    vocabulary = headers.get("x-amzn-transcribe-vocabulary-name", "")
 
     async def error(status: int, code: str, message: str) -> None:
         entry["error"] = code
@@ -134,25 +167,42 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             403, "UnrecognizedClientException", "The security token included in the request is invalid."
         )
         return
+    if mode == "invalid_token":
+        await error(
+            403, "UnrecognizedClientException", "The security token included in the request is invalid."
+        )
+        return
+    if mode == "access_denied":
+        await error(
+            403,
+            "AccessDeniedException",
+            "User: arn:aws:iam::123456789012:user/echo is not authorized to perform: "
+            "transcribe:StartStreamTranscription",
+        )
+        return
     if mode == "throttle":
         await error(
             429, "LimitExceededException", "You have exceeded the maximum number of concurrent streams."
         )
         return
-    if vocabulary == "no-such-vocabulary" or mode == "bad_request":
-        await error(400, "BadRequestException", f"The requested vocabulary {vocabulary!r} couldn't be found.")
+    if mode == "unavailable":
+        await error(503, "ServiceUnavailableException", "The service is currently unavailable.")
+        return
+    refusal = _refusal(headers, control)
+    if refusal or mode == "bad_request":
+        await error(400, "BadRequestException", refusal or "Your request was not valid.")
         return
 
     rate = int(headers.get("x-amzn-transcribe-sample-rate", "16000"))
     language = headers.get("x-amzn-transcribe-language-code", "")
-    if headers.get("x-amzn-transcribe-identify-language") == "true":
+    if headers.get("x-amzn-transcribe-identify-language", "").lower() == "true":
         options = headers.get("x-amzn-transcribe-language-options", "").split(",")
         language = (
             control.get("identified_language")
             or headers.get("x-amzn-transcribe-preferred-language")
             or options[0]
         )
-    speakers = headers.get("x-amzn-transcribe-show-speaker-label") == "true"
+    speakers = headers.get("x-amzn-transcribe-show-speaker-label", "").lower() == "true"
     filter_method = headers.get("x-amzn-transcribe-vocabulary-filter-method", "")
     filtered = (
         {w.lower() for w in control.get("filtered_words", [])}
@@ -167,6 +217,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": response_headers})
 
     outer, inner = FrameReader(), FrameReader()
+    audio_path = control.get("audio_path", "")
+    if audio_path:
+        _write(audio_path, b"", "wb")
     audio = hashlib.sha256()
     received = 0
     events = 0
@@ -191,6 +244,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                     continue
                 events += 1
                 audio.update(event.payload)
+                if audio_path:
+                    _write(audio_path, event.payload, "ab")
                 received += len(event.payload)
             while received >= next_partial:
                 next_partial += bytes_per_partial
@@ -203,7 +258,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                             "more_body": False,
                         }
                     )
-                    entry["error"] = "midstream LimitExceededException"
+                    entry.update(error="midstream LimitExceededException", audio_bytes=received)
                     _record(entry)
                     return
                 shown = words[: min(len(words), partials)]

@@ -14,7 +14,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,24 @@ MEDIA_FORMATS = {
 def locale(code: str) -> str:
     code = code.strip()
     return LOCALES.get(code.lower(), code) if code else ""
+
+
+@contextmanager
+def transcribe_errors(operation: str) -> Iterator[None]:
+    """``aws.aws_errors`` for the amazon-transcribe client. That client raises the errors it has no class
+    for (AccessDeniedException, UnrecognizedClientException, ...) as one UnknownServiceException that
+    carries the AWS error code and HTTP status; re-raised as the botocore ClientError they stand for,
+    the shared mapping reads them as it reads any AWS error (permission denied, bad credentials)."""
+    from amazon_transcribe.exceptions import UnknownServiceException
+    from botocore.exceptions import ClientError
+
+    with aws.aws_errors(operation):
+        try:
+            yield
+        except UnknownServiceException as e:
+            error = {"Code": str(e.error_code), "Message": e.message}
+            meta = {"HTTPStatusCode": int(e.status_code or 0)}
+            raise ClientError({"Error": error, "ResponseMetadata": meta}, operation) from e
 
 
 class TranscribeBackend:
@@ -127,14 +146,33 @@ class TranscribeBackend:
             client._session_manager._tls_ctx = io.ClientTlsContext(options)
         return client
 
+    def _language(self, requested: str) -> str:
+        """The locale to transcribe in, or "auto". An empty request means the configured language_code; a
+        bare language that the configured locale refines keeps that locale ("en" with en-GB configured
+        is en-GB, not en-US); any other request wins."""
+        configured = locale(self.settings.transcribe_language_code)
+        requested = requested.strip()
+        if not requested:
+            return configured
+        if "-" not in requested and configured.lower().startswith(requested.lower() + "-"):
+            return configured
+        return locale(requested)
+
+    def _language_options(self) -> list[str]:
+        candidates = [locale(c) for c in self.settings.transcribe_language_options.split(",") if c.strip()]
+        if len(candidates) < 2:
+            raise InvalidArgument(
+                "automatic language identification needs two or more language options "
+                f"(transcribe language_options is {self.settings.transcribe_language_options!r})"
+            )
+        return candidates
+
     def _stream_options(self, config: stt_pb2.RecognitionConfig) -> dict[str, Any]:
         s = self.settings
         options: dict[str, Any] = {"media_encoding": "pcm", "media_sample_rate_hz": s.transcribe_sample_rate}
-        language = locale(config.language) or locale(s.transcribe_language_code)
+        language = self._language(config.language)
         if language.lower() in ("", "auto"):
-            candidates = [locale(c) for c in s.transcribe_language_options.split(",") if c.strip()]
-            if len(candidates) < 2:
-                raise InvalidArgument("automatic language identification needs two or more language options")
+            candidates = self._language_options()
             options.update(identify_language=True, language_code=None, language_options=candidates)
         else:
             options["language_code"] = language
@@ -170,21 +208,40 @@ class TranscribeBackend:
                 await queue.put(None)
 
         pump_task = asyncio.create_task(pump())
+
+        def caller_failed() -> None:
+            # The caller's stream broke (a second config, say): that error, not a FINAL of half the audio.
+            if pump_task.done() and not pump_task.cancelled() and pump_task.exception() is not None:
+                raise pump_task.exception()  # type: ignore[misc]
+
         try:
             try:
                 async for event in self._transcribe_stream(config, options, queue, received):
+                    if event.kind == stt_pb2.TranscriptEvent.FINAL:
+                        caller_failed()
                     yield event
             except (ResourceExhausted, Unavailable) as error:
                 if self.fallback is None:
                     raise
                 log.warning("Transcribe failed (%s); falling back to Whisper for this utterance", error)
-                async for event in self.fallback.stream(config, self._replay(received, queue)):
+                async for event in self.fallback.stream(
+                    self._fallback_config(config), self._replay(received, queue)
+                ):
+                    if event.kind == stt_pb2.TranscriptEvent.FINAL:
+                        caller_failed()
                     if event.kind == stt_pb2.TranscriptEvent.FINAL or config.interim_results:
                         yield event
-            if pump_task.done() and pump_task.exception() is not None:
-                raise pump_task.exception()  # type: ignore[misc]
         finally:
             pump_task.cancel()
+
+    @staticmethod
+    def _fallback_config(config: stt_pb2.RecognitionConfig) -> stt_pb2.RecognitionConfig:
+        """The request for Whisper: "auto" is Transcribe's word; Whisper detects the language given none."""
+        local = stt_pb2.RecognitionConfig()
+        local.CopyFrom(config)
+        if local.language.strip().lower() == "auto":
+            local.language = ""
+        return local
 
     @staticmethod
     async def _replay(received: list[bytes], queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
@@ -203,7 +260,7 @@ class TranscribeBackend:
         operation = "Transcribe StartStreamTranscription"
         src_rate, channels = config.audio.sample_rate, config.audio.channels or 1
         dst_rate = self.settings.transcribe_sample_rate
-        with aws.aws_errors(operation):
+        with transcribe_errors(operation):
             credentials = await aws.frozen_credentials(self.session)
             client = self._streaming_client(credentials)
             started = time.perf_counter()
@@ -235,7 +292,7 @@ class TranscribeBackend:
         closed: list[Any] = []  # finished (non-partial) results, in order
         language = ""
         try:
-            with aws.aws_errors(operation):
+            with transcribe_errors(operation):
                 async for event in stream.output_stream:
                     for result in event.transcript.results:
                         if not result.alternatives:
@@ -325,8 +382,16 @@ class TranscribeBackend:
                 raise InvalidArgument(
                     f"{duration:.0f} s of audio needs a batch job; set S3_BUCKET_AUDIO to enable it"
                 )
-            uri = await self._upload(wav_bytes(float_to_pcm16(samples), 16000))
-            return await self._batch(uri, request.config, started)
+            try:
+                uri = await self._upload(wav_bytes(float_to_pcm16(samples), 16000))
+                return await self._batch(uri, request.config, started)
+            except (ResourceExhausted, Unavailable) as error:
+                if self.fallback is None:
+                    raise
+                log.warning("Transcribe batch failed (%s); falling back to Whisper for this recording", error)
+                local = stt_pb2.RecognizeRequest(config=self._fallback_config(request.config))
+                local.audio = request.audio
+                return await self.fallback.recognize(local)
         return await self._recognize_streaming(samples, request.config, started)
 
     async def _recognize_streaming(
@@ -379,12 +444,10 @@ class TranscribeBackend:
             "Media": {"MediaFileUri": uri},
             "MediaFormat": MEDIA_FORMATS[extension],
         }
-        language = locale(config.language) or locale(s.transcribe_language_code)
+        language = self._language(config.language)
         if language.lower() in ("", "auto"):
             params["IdentifyLanguage"] = True
-            params["LanguageOptions"] = [
-                locale(c) for c in s.transcribe_language_options.split(",") if c.strip()
-            ]
+            params["LanguageOptions"] = self._language_options()
         else:
             params["LanguageCode"] = language
         settings: dict[str, Any] = {}
