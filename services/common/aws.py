@@ -112,18 +112,23 @@ async def client(
     service: str, region_name: str | None = None, aws_session: Any = None, **config: Any
 ) -> AsyncIterator[Any]:
     """``async with client("s3") as s3``: an aiobotocore client. Endpoint variables apply as in the SDK."""
+    sess = aws_session or session(region_name)
+    with aws_errors(f"{service} client"):
+        async with sess.client(service, region_name=region(region_name), config=sdk_config(**config)) as c:
+            yield c
+
+
+def sdk_config(**config: Any) -> Any:
+    """Echo's botocore Config: short timeouts and a few quick retries (the SDK's own default for
+    DynamoDB is 10 retries, ~25 s of backoff while a voice turn waits). Keyword arguments override."""
     from botocore.config import Config
 
-    sess = aws_session or session(region_name)
-    cfg = Config(
+    return Config(
         connect_timeout=config.pop("connect_timeout", 5),
         read_timeout=config.pop("read_timeout", 60),
         retries=config.pop("retries", {"max_attempts": 2, "mode": "standard"}),
         **config,
     )
-    with aws_errors(f"{service} client"):
-        async with sess.client(service, region_name=region(region_name), config=cfg) as c:
-            yield c
 
 
 async def frozen_credentials(aws_session: Any) -> Any:

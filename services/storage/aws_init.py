@@ -10,9 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from services.common import aws
-from services.storage.config import StorageSettings
+from services.common.config import ConfigError
+from services.common.errors import InvalidArgument
+from services.storage.config import StorageSettings, check_s3_encryption
 
 TTL_ATTRIBUTE = "ttl"
+LIFECYCLE_RULE = "audio-to-infrequent-access-then-expire"
+AUDIO_INFREQUENT_DAYS = 30
+AUDIO_EXPIRE_DAYS = 365
 
 
 async def _table(
@@ -21,13 +26,15 @@ async def _table(
     from botocore.exceptions import ClientError
 
     attributes = {k: "S" for k, _ in keys}
-    for index in extra.get("GlobalSecondaryIndexes", []):
+    indexes = extra.get("GlobalSecondaryIndexes", [])
+    for index in indexes:
         attributes |= {k["AttributeName"]: "S" for k in index["KeySchema"]}
+    definitions = [{"AttributeName": k, "AttributeType": t} for k, t in attributes.items()]
     try:
         await ddb.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t in attributes.items()],
+            AttributeDefinitions=definitions,
             BillingMode="PAY_PER_REQUEST",
             SSESpecification={"Enabled": True},
             **extra,
@@ -37,7 +44,19 @@ async def _table(
         if aws.error_code(e) != "ResourceInUseException":
             raise
         say(f"table {name}: exists")
-    await ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    waiter = ddb.get_waiter("table_exists")
+    await waiter.wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    # A table made before the index existed (or by hand) gets it now: listing a session's turns needs it.
+    found = (await ddb.describe_table(TableName=name))["Table"]
+    present = {i["IndexName"] for i in found.get("GlobalSecondaryIndexes", [])}
+    for index in indexes:
+        if index["IndexName"] not in present:
+            await ddb.update_table(
+                TableName=name,
+                AttributeDefinitions=definitions,
+                GlobalSecondaryIndexUpdates=[{"Create": index}],
+            )
+            say(f"table {name}: index {index['IndexName']} added")
     ttl = await ddb.describe_time_to_live(TableName=name)
     if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
         await ddb.update_time_to_live(
@@ -46,55 +65,81 @@ async def _table(
         say(f"table {name}: TTL on '{TTL_ATTRIBUTE}' enabled")
 
 
+def _not_implemented(error: Exception) -> bool:
+    return aws.error_code(error) in ("NotImplemented", "NotImplementedException")
+
+
 async def _bucket(s3: Any, settings: StorageSettings, region: str, say: Callable[[str], None]) -> None:
     from botocore.exceptions import ClientError
 
+    name = settings.bucket
+    # Asked first: in us-east-1 CreateBucket on a bucket you own succeeds again, so it cannot tell.
     try:
-        kwargs: dict[str, Any] = {"Bucket": settings.bucket}
+        await s3.head_bucket(Bucket=name)
+        say(f"bucket {name}: exists")
+    except ClientError as e:
+        if aws.error_code(e) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        kwargs: dict[str, Any] = {"Bucket": name}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         await s3.create_bucket(**kwargs)
-        say(f"bucket {settings.bucket}: created")
-    except ClientError as e:
-        if aws.error_code(e) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-        say(f"bucket {settings.bucket}: exists")
+        say(f"bucket {name}: created")
     rule: dict[str, Any] = {"SSEAlgorithm": settings.s3_encryption}
     if settings.s3_encryption == "aws:kms" and settings.kms_key_id:
         rule["KMSMasterKeyID"] = settings.kms_key_id
     await s3.put_bucket_encryption(
-        Bucket=settings.bucket,
+        Bucket=name,
         ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": rule}]},
     )
-    await s3.put_public_access_block(
-        Bucket=settings.bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
-    )
-    await s3.put_bucket_lifecycle_configuration(
-        Bucket=settings.bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": "audio-to-infrequent-access-then-expire",
-                    "Status": "Enabled",
-                    "Filter": {"Prefix": ""},
-                    "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}],
-                    "Expiration": {"Days": 365},
-                }
-            ]
-        },
-    )
-    say(
-        f"bucket {settings.bucket}: encryption {settings.s3_encryption}, public access blocked, lifecycle set"
-    )
+    say(f"bucket {name}: default encryption {settings.s3_encryption}")
+    # S3-compatible stores (SeaweedFS, for one) lack some of S3's bucket settings. Echo works without
+    # them, so say plainly what this endpoint did not take rather than fail the whole command.
+    try:
+        await s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        say(f"bucket {name}: public access blocked")
+    except ClientError as e:
+        if not _not_implemented(e):
+            raise
+        say(f"bucket {name}: WARNING this endpoint has no public access block; keep the bucket private")
+    expire: dict[str, Any] = {
+        "ID": LIFECYCLE_RULE,
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "Expiration": {"Days": AUDIO_EXPIRE_DAYS},
+    }
+    try:
+        transitions = [{"Days": AUDIO_INFREQUENT_DAYS, "StorageClass": "STANDARD_IA"}]
+        await s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration={"Rules": [expire | {"Transitions": transitions}]}
+        )
+        say(
+            f"bucket {name}: lifecycle: Standard-IA after {AUDIO_INFREQUENT_DAYS} days, "
+            f"expire after {AUDIO_EXPIRE_DAYS}"
+        )
+    except ClientError as e:
+        if not _not_implemented(e):
+            raise
+        await s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [expire]})
+        say(
+            f"bucket {name}: lifecycle: expire after {AUDIO_EXPIRE_DAYS} days "
+            "(this endpoint has no storage-class transitions)"
+        )
 
 
 async def init(settings: StorageSettings, say: Callable[[str], None] = print) -> None:
+    try:
+        check_s3_encryption(settings)
+    except ConfigError as e:  # the command reports service errors as "error: ..." (no traceback)
+        raise InvalidArgument(str(e)) from None
     region = aws.region(settings.region or None)
     with aws.aws_errors("aws init"):
         async with aws.client("dynamodb", region) as ddb:

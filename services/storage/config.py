@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from services.common.config import load_settings
+from services.common.config import ConfigError, load_settings
+
+S3_ENCRYPTIONS = ("AES256", "aws:kms")
 
 
 def _default_data_dir() -> str:
@@ -38,6 +40,19 @@ class StorageSettings:
     kms_key_id: str = field(default="", metadata={"help": "KMS key for aws:kms (empty: the AWS managed key)"})
     presign_seconds: int = field(default=900, metadata={"help": "lifetime of presigned audio URLs"})
     log_level: str = "INFO"
+
+
+def check_s3_encryption(settings: StorageSettings) -> None:
+    """Audio is always encrypted at rest: SSE-S3 or SSE-KMS, spelled as S3 spells them."""
+    if settings.s3_encryption not in S3_ENCRYPTIONS:
+        raise ConfigError(
+            f"ECHO_STORAGE_S3_ENCRYPTION={settings.s3_encryption!r}: use AES256 (SSE-S3) or aws:kms (SSE-KMS)"
+        )
+    if settings.kms_key_id and settings.s3_encryption != "aws:kms":
+        raise ConfigError(
+            "ECHO_STORAGE_KMS_KEY_ID is set but ECHO_STORAGE_S3_ENCRYPTION is "
+            f"{settings.s3_encryption!r}; set it to aws:kms to encrypt with that key"
+        )
 
 
 def load() -> StorageSettings:

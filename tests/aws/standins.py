@@ -101,30 +101,51 @@ def start_moto(log_dir: Path, name: str = "moto", env: dict[str, str] | None = N
     return server, url
 
 
-def start_seaweedfs(data_dir: Path, log_dir: Path) -> tuple[Server, str]:
-    """``weed mini`` (master, volume, filer and S3 in one process) on free ports; returns the S3 URL."""
-    s3_port, master, volume, filer = free_port(), free_port(), free_port(), free_port()
+def _port_and_grpc_port(offset: int = 10000) -> tuple[int, int]:
+    """A free port whose ``+ offset`` companion is free too (SeaweedFS derives some gRPC ports so)."""
+    for _ in range(50):
+        port = free_port()
+        if port + offset <= 65535:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port + offset)) != 0:
+                    return port, port + offset
+    raise RuntimeError("no free port pair for SeaweedFS")
+
+
+def start_seaweedfs(data_dir: Path, log_dir: Path, env: dict[str, str] | None = None) -> tuple[Server, str]:
+    """``weed mini`` (master, volume, filer and S3 in one process) on free ports; returns the S3 URL.
+
+    With AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in ``env`` it makes them its one identity and checks
+    every request's SigV4 signature (presigned URLs included); without them it allows anything.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in ("s3", "master", "volume", "filer")}
+    grpc = {name: free_port() for name in ("s3", "master", "volume", "filer")}
+    admin, admin_grpc = _port_and_grpc_port()
     argv = [
         _bin("weed"),
         "mini",
         f"-dir={data_dir}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
-        f"-s3.port={s3_port}",
-        f"-master.port={master}",
-        f"-volume.port={volume}",
-        f"-filer.port={filer}",
+        *(f"-{name}.port={port}" for name, port in ports.items()),
+        *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
+        # Every listener on a free port or off: nothing on the defaults other stand-ins may hold.
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin_grpc}",
         "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         "-webdav=false",
+        "-master.telemetry=false",  # no network beyond 127.0.0.1
     ]
-    server = Server(argv, log_dir / "seaweedfs.log")
+    server = Server(argv, log_dir / "seaweedfs.log", env)
     try:
-        _wait_port(s3_port, server.proc, server.log, timeout=90)
+        _wait_port(ports["s3"], server.proc, server.log, timeout=90)
     except Exception:
         server.stop()
         raise
-    return server, f"http://127.0.0.1:{s3_port}"
+    return server, f"http://127.0.0.1:{ports['s3']}"
 
 
 @dataclass
@@ -173,7 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         data = b"".join(reply.chunks)
-        self.send_header("Content-Length", str(len(data)))
+        if not any(name.lower() == "content-length" for name in reply.headers):  # HEAD keeps its own
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)

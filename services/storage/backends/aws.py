@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from decimal import Decimal
 from typing import Any
@@ -19,7 +19,7 @@ from echo.v1 import storage_pb2
 from services.common import aws
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.storage.backends.base import check_id, check_key, check_metadata, check_turn
-from services.storage.config import StorageSettings
+from services.storage.config import StorageSettings, check_s3_encryption
 
 log = logging.getLogger("echo.storage.aws")
 CHUNK = 64 * 1024
@@ -212,9 +212,10 @@ class DynamoConversationStore:
         from boto3.dynamodb.conditions import Key
 
         check_id("conversation_id", conversation_id)
-        first = await self.turns.query(
-            KeyConditionExpression=Key("conversation_id").eq(conversation_id), Limit=1
-        )
+        with aws.aws_errors("DynamoDB Query"):
+            first = await self.turns.query(
+                KeyConditionExpression=Key("conversation_id").eq(conversation_id), Limit=1
+            )
         if not first.get("Items"):
             raise NotFound(f"no conversation {conversation_id!r}")
         with aws.aws_errors("DynamoDB PutItem (summary)"):
@@ -289,6 +290,7 @@ class AwsBackend:
     name = "aws"
 
     def __init__(self, settings: StorageSettings) -> None:
+        check_s3_encryption(settings)
         self.settings = settings
         self._resources: dict[str, Any] = {}
         self._stack = AsyncExitStack()
@@ -299,7 +301,9 @@ class AwsBackend:
         session = aws.session(self.settings.region or None)
         with aws.aws_errors("DynamoDB/S3 connect"):
             dynamodb = await self._stack.enter_async_context(
-                session.resource("dynamodb", region_name=aws.region(self.settings.region or None))
+                session.resource(
+                    "dynamodb", region_name=aws.region(self.settings.region or None), config=aws.sdk_config()
+                )
             )
             self._resources["turns"] = await dynamodb.Table(self.settings.table_conversations)
             self._resources["sessions"] = await dynamodb.Table(self.settings.table_sessions)
@@ -307,10 +311,19 @@ class AwsBackend:
                 # SigV4: presigned URLs must work in every region (newer ones refuse SigV2).
                 aws.client("s3", self.settings.region or None, aws_session=session, signature_version="s3v4")
             )
-            # Fail at start, with a clear message, when the tables or the bucket are missing.
-            await self._resources["turns"].load()
-            await self._resources["sessions"].load()
-            await self._resources["s3"].head_bucket(Bucket=self.settings.bucket)
+        # Fail at start, with a clear message, when the tables or the bucket are missing or out of reach.
+        turns, sessions, s3 = self._resources["turns"], self._resources["sessions"], self._resources["s3"]
+        checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            (f"DynamoDB DescribeTable ({self.settings.table_conversations})", lambda: turns.load()),
+            (f"DynamoDB DescribeTable ({self.settings.table_sessions})", lambda: sessions.load()),
+            (f"S3 HeadBucket ({self.settings.bucket})", lambda: s3.head_bucket(Bucket=self.settings.bucket)),
+        ]
+        for operation, check in checks:
+            try:
+                with aws.aws_errors(operation):
+                    await check()
+            except NotFound as e:
+                raise NotFound(f"{e}; create them with `echo-voice aws init` (or Terraform)") from e
         log.info(
             "AWS storage: tables %s, %s; bucket %s",
             self.settings.table_conversations,
