@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.aws.conftest import TranscribeStandIn, isolated_aws_env
 from tests.conftest import require_model
 from tests.servicetools import free_port, start_grpc_service
 from tests.speech import speech_pcm, words
+from tests.test_stt_service import webm_opus
 
 RATE = 16000
 SCRIPT = "the quick brown fox jumps over the lazy dog"
@@ -486,20 +486,6 @@ async def test_fallback_does_not_hide_access_denied(streaming_env, transcribe_st
 
 
 # --- WebM/Opus from browsers ----------------------------------------------------------------------------
-
-
-def webm_opus(pcm: bytes, rate: int = 48000) -> bytes:
-    """A real WebM/Opus file, as a browser's MediaRecorder makes, encoded with PyAV."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="webm") as out:
-        stream = out.add_stream("libopus", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, "<i2")[None, :], format="s16", layout="mono")
-        frame.rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            out.mux(packet)
-    return buf.getvalue()
 
 
 async def test_webm_opus_reaches_transcribe_as_16k_pcm_of_the_same_speech(

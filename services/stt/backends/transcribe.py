@@ -384,7 +384,9 @@ class TranscribeBackend:
                 )
             try:
                 uri = await self._upload(wav_bytes(float_to_pcm16(samples), 16000))
-                return await self._batch(uri, request.config, started)
+                response = await self._batch(uri, request.config, started)
+                response.duration_s = duration  # the recording's length, not the last word's end
+                return response
             except (ResourceExhausted, Unavailable) as error:
                 if self.fallback is None:
                     raise
@@ -543,7 +545,7 @@ def _response_from_batch(
     """A batch transcript JSON (results.transcripts, items, speaker_labels) as a RecognizeResponse."""
     try:
         results = document["results"]
-        text = " ".join(t["transcript"] for t in results.get("transcripts", [])).strip()
+        text = " ".join(t["transcript"] for t in results["transcripts"]).strip()
     except (KeyError, TypeError) as e:
         raise Unavailable(f"the Transcribe result has no transcripts: {e!r}") from e
     word = stt_pb2.TranscriptEvent()
