@@ -73,6 +73,9 @@ class TranscribeOutput:
 
     text: str | None = DIALOGUE
     body: bytes | None = None  # raw bytes to write instead of a document
+    # Where a job without an output bucket has its transcript: the service's own bucket, reached by the
+    # presigned https URL in TranscriptFileUri. moto names AWS's host there, so a local server stands in.
+    service_bucket: ServiceBucket | None = None
     started: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
 
@@ -95,8 +98,51 @@ class TranscribeOutput:
             self.body
             or json.dumps(transcript_document(job["TranscriptionJobName"], self.text or "")).encode()
         )
+        if self.service_bucket is not None:
+            job["Transcript"]["TranscriptFileUri"] = self.service_bucket.put(key, body)
+            return
         async with aioboto3.Session().client("s3") as s3:
             await s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+@dataclass
+class ServiceBucket:
+    """Transcribe's service-managed output bucket: objects behind presigned-looking https URLs (plain HTTP
+    on 127.0.0.1 here). ``missing`` drops what is put, as an expired or revoked URL would."""
+
+    url: str
+    objects: dict[str, bytes] = field(default_factory=dict)
+    missing: bool = False
+
+    def put(self, key: str, body: bytes) -> str:
+        if not self.missing:
+            self.objects[key] = body
+        return f"{self.url}/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=0f"
+
+
+@pytest.fixture
+async def service_bucket() -> AsyncIterator[ServiceBucket]:
+    from aiohttp import web
+
+    store = ServiceBucket("")
+
+    async def get(request: web.Request) -> web.Response:
+        body = store.objects.get(request.match_info["key"])
+        if body is None:
+            return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{key:.+}", get)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    store.url = f"http://127.0.0.1:{port}"
+    try:
+        yield store
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture
@@ -210,6 +256,27 @@ async def test_s3_uri_with_language_identification(bucket):
     assert "LanguageCode" not in params
     # Nothing was uploaded: the recording was already in S3.
     assert [key async for key, _ in objects(bucket) if key.endswith(".wav")] == []
+
+
+@pytest.mark.parametrize("missing", [False, True])
+async def test_transcript_from_the_service_bucket_url(aws_env, service_bucket, missing):
+    # No S3_BUCKET_AUDIO: the job writes to Transcribe's own bucket; Echo fetches the URL it is given.
+    service_bucket.missing = missing
+    backend, output = await backend_for(s3_bucket_audio="", output={"service_bucket": service_bucket})
+    request = stt_pb2.RecognizeRequest(uri="s3://their-recordings/call.wav")
+    async with serving(backend) as stub:
+        if missing:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Recognize(request, timeout=60)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "cannot fetch the Transcribe result" in err.value.details()
+            assert "403" in err.value.details()
+            return
+        reply = await stub.Recognize(request, timeout=60)
+    assert reply.text == DIALOGUE and [s.speaker for s in reply.segments] == ["spk_0", "spk_1"]
+    (params,) = output.started
+    assert "OutputBucketName" not in params and "OutputKey" not in params
+    assert len(service_bucket.objects) == 1
 
 
 async def test_short_recording_streams_instead(bucket, transcribe_standin, monkeypatch):

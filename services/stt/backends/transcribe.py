@@ -234,13 +234,13 @@ class TranscribeBackend:
         finally:
             pump_task.cancel()
 
-    @staticmethod
-    def _fallback_config(config: stt_pb2.RecognitionConfig) -> stt_pb2.RecognitionConfig:
-        """The request for Whisper: "auto" is Transcribe's word; Whisper detects the language given none."""
+    def _fallback_config(self, config: stt_pb2.RecognitionConfig) -> stt_pb2.RecognitionConfig:
+        """The request for Whisper, in the language Transcribe was asked for (so a configured fr-FR stays
+        French); "auto" is Transcribe's word, and Whisper detects the language when given none."""
         local = stt_pb2.RecognitionConfig()
         local.CopyFrom(config)
-        if local.language.strip().lower() == "auto":
-            local.language = ""
+        language = self._language(config.language)
+        local.language = "" if language.lower() == "auto" else language
         return local
 
     @staticmethod
