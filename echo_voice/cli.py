@@ -67,7 +67,7 @@ def _print_turn(result, out: Path | None) -> None:  # type: ignore[no-untyped-de
 
 
 async def _talk(args: argparse.Namespace) -> int:
-    from echo_voice.client import VoiceClient
+    from echo_voice.client import TurnTimeout, UnexpectedEvent, VoiceClient
     from services.common.audio import float_to_pcm16, pcm16_to_float, read_wav, to_mono
 
     pcm, rate, channels = read_wav(await asyncio.to_thread(Path(args.file).read_bytes))
@@ -75,10 +75,18 @@ async def _talk(args: argparse.Namespace) -> int:
         pcm = float_to_pcm16(to_mono(pcm16_to_float(pcm), channels))
     options = {"voice": args.voice} if args.voice else {}
     async with VoiceClient(args.url) as client:
-        started = await client.start(rate, **options)
+        try:
+            started = await client.start(rate, **options)
+        except UnexpectedEvent as e:
+            print(f"error: the gateway did not start the session: {e}", file=sys.stderr)
+            return 1
         print(f"session {started['session_id']} conversation {started['conversation_id']}")
         t0 = time.perf_counter()
-        result = await client.talk(pcm, rate, realtime=not args.fast)
+        try:
+            result = await client.talk(pcm, rate, realtime=not args.fast, timeout=args.timeout)
+        except TurnTimeout as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         _print_turn(result, Path(args.out) if args.out else None)
         if result.first_audio_at and result.speech_sent_at:
             heard_ms = 1000 * (result.first_audio_at - result.speech_sent_at)
@@ -93,13 +101,17 @@ async def _talk(args: argparse.Namespace) -> int:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    from echo_voice.client import VoiceClient
+    from echo_voice.client import TurnTimeout, UnexpectedEvent, VoiceClient
 
     out_dir = Path(args.out_dir)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     options = {"conversation_id": args.conversation} if args.conversation else {}
     async with VoiceClient(args.url) as client:
-        started = await client.start(**options)
+        try:
+            started = await client.start(**options)
+        except UnexpectedEvent as e:
+            print(f"error: the gateway did not start the session: {e}", file=sys.stderr)
+            return 1
         print(f"conversation {started['conversation_id']} — type a message, empty line or Ctrl-D to quit")
         turn = 0
         while True:
@@ -111,7 +123,11 @@ async def _chat(args: argparse.Namespace) -> int:
                 break
             turn += 1
             await client.send({"type": "input.text", "text": line})
-            result = await client.collect_turn()
+            try:
+                result = await client.collect_turn(timeout=args.timeout)
+            except TurnTimeout as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
             _print_turn(result, out_dir / f"reply-{turn:03d}.wav")
         await client.send({"type": "session.end"})
     return 0
@@ -158,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk_p.add_argument("--voice", help="voice name (see the tts service's ListVoices)")
     talk_p.add_argument("--fast", action="store_true", help="send faster than real time and commit the turn")
     talk_p.add_argument("--json", action="store_true", help="also print the response.done event as JSON")
+    talk_p.add_argument("--timeout", type=float, default=180.0, help="give up on the turn after S seconds")
     talk_p.set_defaults(func=lambda a: asyncio.run(_talk(a)))
 
     chat_p = sub.add_parser("chat", help="typed turns; spoken replies are saved as WAV files")
@@ -166,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-dir", default="echo-replies", help="where reply WAVs go (default ./echo-replies)"
     )
     chat_p.add_argument("--conversation", help="resume this conversation id")
+    chat_p.add_argument("--timeout", type=float, default=180.0, help="give up on a turn after S seconds")
     chat_p.set_defaults(func=lambda a: asyncio.run(_chat(a)))
     aws_p = sub.add_parser(
         "aws",

@@ -10,6 +10,24 @@ from typing import Any
 
 import websockets
 
+COMMIT_GRACE_S = 2.0  # after the audio ends, how long `talk` waits for the server's VAD to end the turn
+
+
+class TurnTimeout(TimeoutError):
+    """The gateway did not finish a turn in time; the message says what was still missing."""
+
+
+class UnexpectedEvent(AssertionError):
+    """An error (or the connection closing) arrived where another event was expected."""
+
+    def __init__(self, expected: str, event: dict[str, Any]) -> None:
+        self.event = event
+        if event.get("type") == "error":
+            got = f"error [{event.get('code')}] {event.get('message')}"
+        else:
+            got = "the connection closed"
+        super().__init__(f"expected {expected}, got {got}")
+
 
 @dataclass
 class TurnResult:
@@ -77,7 +95,7 @@ class VoiceClient:
             if isinstance(event, dict) and event.get("type") == kind:
                 return event
             if isinstance(event, dict) and event.get("type") in ("error", "connection.closed"):
-                raise AssertionError(f"expected {kind}, got {event}")
+                raise UnexpectedEvent(kind, event)
 
     async def start(self, sample_rate: int = 16000, **options: Any) -> dict[str, Any]:
         await self.send(
@@ -102,12 +120,29 @@ class VoiceClient:
                 if ahead > 0:
                     await asyncio.sleep(ahead)
 
-    async def collect_turn(self, result: TurnResult | None = None, timeout: float = 180.0) -> TurnResult:
-        """Read events until response.done (or an error that ends the turn)."""
+    async def collect_turn(
+        self, result: TurnResult | None = None, timeout: float = 180.0, commit_after: float | None = None
+    ) -> TurnResult:
+        """Read events until response.done (or an error that ends the turn). With ``commit_after``,
+        send input.commit at that perf_counter() time unless the server's VAD has ended the turn
+        (transcript.final or speech.stopped) by then. Raises TurnTimeout after ``timeout`` seconds."""
         result = result or TurnResult()
         deadline = time.monotonic() + timeout
+        vad_ended = False
         while True:
-            event = await self.next_event(max(0.1, deadline - time.monotonic()))
+            if commit_after is not None and time.perf_counter() >= commit_after:
+                commit_after = None
+                if not vad_ended and not result.transcript:
+                    await self.send({"type": "input.commit"})
+            wait = deadline - time.monotonic()
+            if commit_after is not None:
+                wait = min(wait, commit_after - time.perf_counter())
+            try:
+                event = await self.next_event(max(0.01, wait))
+            except TimeoutError:
+                if time.monotonic() < deadline:
+                    continue
+                raise TurnTimeout(self._missing(result, timeout)) from None
             if isinstance(event, bytes):
                 if result.first_audio_at is None:
                     result.first_audio_at = time.perf_counter()
@@ -115,7 +150,11 @@ class VoiceClient:
                 continue
             result.events.append(event)
             kind = event.get("type")
-            if kind == "transcript.partial":
+            if kind == "speech.started":
+                vad_ended = False
+            elif kind == "speech.stopped":
+                vad_ended = True
+            elif kind == "transcript.partial":
                 result.partials.append(event["text"])
             elif kind == "transcript.final":
                 result.transcript = event["text"]
@@ -133,19 +172,39 @@ class VoiceClient:
                 return result
             elif kind == "error":
                 result.errors.append(event)
-                if not event.get("turn_id"):
+                # An error outside a turn ends the wait; so does a failed transcription, after which
+                # no reply follows for that utterance (docs/protocol.md, "STT fails").
+                if not event.get("turn_id") or event.get("code", "").startswith("stt_"):
                     return result
             elif kind == "connection.closed":
                 return result
 
+    @staticmethod
+    def _missing(result: TurnResult, timeout: float) -> str:
+        if result.deltas:
+            got = "part of the reply but no response.done"
+        elif result.transcript:
+            got = "the transcript but no reply"
+        else:
+            got = "no transcript and no reply"
+        return f"gave up on the turn after {timeout:g} s: the gateway sent {got}"
+
     async def talk(
-        self, pcm: bytes, sample_rate: int, realtime: bool = True, silence_s: float = 1.0
+        self,
+        pcm: bytes,
+        sample_rate: int,
+        realtime: bool = True,
+        silence_s: float = 1.0,
+        timeout: float = 180.0,
     ) -> TurnResult:
-        """Speak ``pcm``, then silence so server VAD ends the turn (input.commit if it does not)."""
+        """Speak ``pcm``, then silence so server VAD ends the turn. Sent faster than real time, the
+        turn is committed at once (VAD timing means nothing then); in real time, input.commit follows
+        when the VAD has not ended the turn within COMMIT_GRACE_S of the audio's end."""
         result = TurnResult(audio_started_at=time.perf_counter())
         await self.stream_audio(pcm, sample_rate, realtime)
         result.speech_sent_at = time.perf_counter()
         await self.stream_audio(b"\0" * int(sample_rate * silence_s) * 2, sample_rate, realtime)
         if not realtime:
             await self.send({"type": "input.commit"})
-        return await self.collect_turn(result)
+            return await self.collect_turn(result, timeout)
+        return await self.collect_turn(result, timeout, commit_after=time.perf_counter() + COMMIT_GRACE_S)

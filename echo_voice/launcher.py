@@ -8,11 +8,14 @@ import signal
 import sys
 import time
 
+import httpx
+
 from gateway.config import load as load_gateway
 from services.common.healthcheck import check
 
 SERVICES = ("storage", "tts", "stt", "llm")
 DEFAULT_PORTS = {"stt": 50051, "llm": 50052, "tts": 50053, "storage": 50054}
+_pipes: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
 
 def _addresses() -> dict[str, tuple[str, int]]:
@@ -43,11 +46,41 @@ async def _start(name: str, module: str, env: dict[str, str]) -> asyncio.subproc
         stderr=asyncio.subprocess.STDOUT,
     )
     assert proc.stdout is not None
-    asyncio.get_running_loop().create_task(_pipe(name, proc.stdout))
+    task = asyncio.get_running_loop().create_task(_pipe(name, proc.stdout))
+    _pipes.add(task)
+    task.add_done_callback(_pipes.discard)
     return proc
 
 
+def _died(procs: dict[str, asyncio.subprocess.Process]) -> str | None:
+    """The first child that has exited, as a line for the user; None while all are running."""
+    for name, proc in procs.items():
+        if proc.returncode is not None:
+            return f"the {name} process exited unexpectedly (exit code {proc.returncode}); see its log above"
+    return None
+
+
+async def _wait_ready(
+    url: str, procs: dict[str, asyncio.subprocess.Process], stop: asyncio.Event
+) -> str | None:
+    """Poll the gateway's /readyz (it answers 200 only when all four services are SERVING) until it
+    says ready; returns why it never will (a child died), or None once ready or when asked to stop."""
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while not stop.is_set():
+            if (died := _died(procs)) is not None:
+                return died
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return None
+            except httpx.HTTPError:
+                pass  # not listening yet
+            await asyncio.sleep(0.3)
+    return None
+
+
 async def run_stack() -> int:
+    """Start everything, print the URLs once the gateway is ready, and run until SIGINT/SIGTERM (exit
+    0) or until a child dies (exit 1, naming it). Every child is stopped before returning."""
     addresses = _addresses()
     gateway = load_gateway()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -63,13 +96,14 @@ async def run_stack() -> int:
     try:
         for name in SERVICES:
             procs[name] = await _start(name, f"services.{name}", env)
+            print(f"Echo: started {name} (pid {procs[name].pid})", flush=True)
         print("Echo: loading models (first start takes a little while)...", flush=True)
         pending = set(SERVICES)
         while pending and not stop.is_set():
+            if (died := _died(procs)) is not None:
+                print(f"Echo: {died}", flush=True)
+                return 1
             for name in list(pending):
-                if procs[name].returncode is not None:
-                    print(f"Echo: the {name} service exited ({procs[name].returncode}); see its log above")
-                    return 1
                 if await check(env[f"ECHO_{name.upper()}_ADDR"], timeout=0.5):
                     pending.discard(name)
                     print(f"Echo: {name} ready ({time.monotonic() - started:.1f} s)", flush=True)
@@ -77,6 +111,15 @@ async def run_stack() -> int:
         if stop.is_set():
             return 130
         procs["gateway"] = await _start("gateway", "gateway", env)
+        print(f"Echo: started gateway (pid {procs['gateway'].pid})", flush=True)
+        connect_host = "127.0.0.1" if gateway.host in ("0.0.0.0", "") else gateway.host
+        if (
+            died := await _wait_ready(f"http://{connect_host}:{gateway.port}/readyz", procs, stop)
+        ) is not None:
+            print(f"Echo: {died}", flush=True)
+            return 1
+        if stop.is_set():
+            return 130
         base = f"{gateway.host}:{gateway.port}"
         print(
             f"\nEcho is up in {time.monotonic() - started:.1f} s.\n"
@@ -91,10 +134,12 @@ async def run_stack() -> int:
         waiters = [asyncio.create_task(p.wait()) for p in procs.values()]
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([*waiters, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for name, proc in procs.items():
-            if proc.returncode is not None and not stop.is_set():
-                print(f"Echo: the {name} process exited ({proc.returncode}); stopping everything")
         stopper.cancel()
+        for waiter in waiters:
+            waiter.cancel()
+        if not stop.is_set() and (died := _died(procs)) is not None:
+            print(f"Echo: {died}; stopping everything", flush=True)
+            return 1
         return 0
     finally:
         print("Echo: stopping...", flush=True)
@@ -106,4 +151,5 @@ async def run_stack() -> int:
                 await asyncio.wait_for(proc.wait(), 15)
             except TimeoutError:
                 proc.kill()
+                await proc.wait()
         print("Echo: stopped.", flush=True)

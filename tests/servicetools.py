@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -130,3 +131,94 @@ def start_gateway(env: dict[str, str], log_dir: Path, name: str = "gateway") -> 
         proc.stop()
         raise
     return proc, base
+
+
+def _method_shapes() -> dict[str, tuple[bool, bool]]:
+    """'/package.Service/Method' -> (client streaming, server streaming) for every RPC Echo's
+    services serve, health and reflection included."""
+    from grpc_health.v1 import health_pb2 as health_descriptors
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    from echo.v1 import llm_pb2, storage_pb2, stt_pb2, tts_pb2
+
+    shapes: dict[str, tuple[bool, bool]] = {}
+    for module in (stt_pb2, llm_pb2, tts_pb2, storage_pb2, health_descriptors, reflection_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                shapes[f"/{service.full_name}/{method.name}"] = (
+                    method.client_streaming,
+                    method.server_streaming,
+                )
+    return shapes
+
+
+class StallingProxy:
+    """A real gRPC server in front of a real service: it forwards every call unchanged (bytes in,
+    bytes out), except calls to the methods named in ``stalled`` (e.g. {"SaveTurn"}), which it accepts
+    and never answers, like a service stuck mid-call. Only the caller's deadline ends those. The set
+    can change while it runs, so a test can make a service hang and then recover."""
+
+    def __init__(self, target: str, stalled: set[str] | None = None) -> None:
+        self.target = target
+        self.stalled = set(stalled or ())
+        self.stalled_calls: dict[str, int] = {}  # method -> calls that were held
+        self.address = ""
+        self._server: grpc.aio.Server | None = None
+        self._channel: grpc.aio.Channel | None = None
+
+    async def start(self, port: int = 0) -> StallingProxy:
+        proxy = self
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+                shape = SHAPES.get(details.method)
+                return None if shape is None else proxy._handler(details.method, *shape)
+
+        self._channel = grpc.aio.insecure_channel(self.target)
+        self._server = grpc.aio.server()
+        self._server.add_generic_rpc_handlers((Handler(),))
+        bound = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        if bound == 0:
+            raise OSError(f"cannot bind 127.0.0.1:{port}")
+        self.address = f"127.0.0.1:{bound}"
+        await self._server.start()
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(0)
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _hold(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        name = method.rsplit("/", 1)[-1]
+        if name in self.stalled:
+            self.stalled_calls[name] = self.stalled_calls.get(name, 0) + 1
+            await asyncio.Event().wait()  # until the caller gives up and the call is cancelled
+
+    def _handler(self, method: str, client_streaming: bool, server_streaming: bool) -> grpc.RpcMethodHandler:
+        assert self._channel is not None
+        # e.g. "unary_stream": names both the channel's call factory and grpc's handler constructor.
+        kind = f"{'stream' if client_streaming else 'unary'}_{'stream' if server_streaming else 'unary'}"
+        forward = getattr(self._channel, kind)(method)  # bytes in, bytes out: no (de)serializers
+
+        async def one_reply(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+            await self._hold(method, context)
+            try:
+                return await forward(request, timeout=context.time_remaining())
+            except grpc.aio.AioRpcError as e:
+                await context.abort(e.code(), e.details() or "")
+
+        async def replies(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+            await self._hold(method, context)
+            try:
+                async for reply in forward(request, timeout=context.time_remaining()):
+                    yield reply
+            except grpc.aio.AioRpcError as e:
+                await context.abort(e.code(), e.details() or "")
+
+        make = getattr(grpc, f"{kind}_rpc_method_handler")
+        return make(replies if server_streaming else one_reply)
+
+
+SHAPES = _method_shapes()

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import require_model
-from tests.servicetools import ServiceProcess, free_port, start_gateway, start_grpc_service
+from tests.servicetools import (
+    ServiceProcess,
+    StallingProxy,
+    free_port,
+    start_gateway,
+    start_grpc_service,
+)
 
 # The default models: the 135M test LLM is too weak to hold a conversation (it drifts into other
 # languages the English voice cannot say), and Qwen 0.5B is fast enough on 2 cores.
@@ -69,3 +75,18 @@ def gateway_with(stack, log_dir):
     yield make
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture()
+async def stalling():
+    """Start StallingProxy servers in front of real services; they are stopped after the test."""
+    started: list[StallingProxy] = []
+
+    async def make(target: str, stalled: set[str] | None = None, port: int = 0) -> StallingProxy:
+        proxy = await StallingProxy(target, stalled).start(port)
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        await proxy.stop()
