@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 
 import httpx
 import pytest
 
 from echo_voice.client import VoiceClient
 from tests.e2e.test_voice_turn import wait_for_turns
-from tests.speech import speech_pcm
+from tests.servicetools import ServiceProcess, free_port
+from tests.speech import speech_pcm, words
 
 
 async def next_error(client: VoiceClient) -> dict:
@@ -66,6 +69,21 @@ async def test_bad_frames_in_a_started_session(stack, frame, code):
         await still_works(client)
 
 
+async def test_frame_over_four_times_the_limit_closes_with_1009(stack):
+    async with VoiceClient(stack.ws) as client:
+        started = await client.start()
+        limit = started["limits"]["max_frame_bytes"]
+        await client.send_audio(b"\0" * (4 * limit + 1))
+        while not (
+            isinstance(event := await client.next_event(60), dict) and event["type"] == "connection.closed"
+        ):
+            pass
+        assert client.ws.close_code == 1009  # "message too big" (RFC 6455), no error event
+    async with VoiceClient(stack.ws) as client:  # only that connection was closed
+        await client.start()
+        await still_works(client)
+
+
 async def test_oversized_audio_frame(stack):
     async with VoiceClient(stack.ws) as client:
         started = await client.start()
@@ -100,30 +118,168 @@ async def test_bad_session_start_is_refused_and_a_good_one_then_works(stack, sta
         await still_works(client)
 
 
-async def test_dead_llm(gateway_with):
-    base = gateway_with(dead=("llm",))
+async def wait_ready(base: str, limit_s: float = 60.0) -> None:
+    """Until the gateway's /readyz sees every service SERVING again (its channels reconnect with a
+    short backoff after a service comes back)."""
+    async with httpx.AsyncClient(base_url=base) as http:
+        for _ in range(int(limit_s / 0.2)):
+            if (await http.get("/readyz")).status_code == 200:
+                return
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{base} never became ready again")
+
+
+async def failed_turn(client: VoiceClient, code: str, text: str = "Hello?"):
+    await client.send({"type": "input.text", "text": text})
+    result = await client.collect_turn()
+    assert [e["code"] for e in result.errors] == [code], result.events
+    assert result.done["error"] == code and result.errors[0]["turn_id"] == result.done["turn_id"]
+    assert result.errors[0]["message"]
+    return result
+
+
+async def test_dead_llm_then_it_comes_back(stack, gateway_with, stalling):
+    port = free_port()  # nothing listens here yet
+    base = gateway_with(env={"ECHO_LLM_ADDR": f"127.0.0.1:{port}"})
     async with VoiceClient(ws_url(base)) as client:
         started = await client.start()
-        await client.send({"type": "input.text", "text": "Hello?"})
-        result = await client.collect_turn()
-        assert [e["code"] for e in result.errors] == ["llm_unavailable"]
-        assert (
-            result.done["error"] == "llm_unavailable"
-            and result.errors[0]["turn_id"] == result.done["turn_id"]
-        )
-    # The user's words are kept even though no reply could be made.
-    conversation = await wait_for_turns(base, started["conversation_id"], 1)
-    assert conversation["turns"][0]["client_input"] == "Hello?"
-    assert conversation["turns"][0]["metadata"]["error"] == "llm_unavailable"
+        await failed_turn(client, "llm_unavailable")
+        await failed_turn(client, "llm_unavailable", "Are you there?")  # the same clear error again
+        # The llm service appears at that address (a relay to the real one): the session carries on.
+        await stalling(stack.addresses["llm"], port=port)
+        await wait_ready(base)
+        await still_works(client)
+    # The user's words are kept even though no reply could be made, and the later turn is stored.
+    conversation = await wait_for_turns(base, started["conversation_id"], 3)
+    turns = conversation["turns"]
+    assert [t["client_input"] for t in turns] == ["Hello?", "Are you there?", "Say OK."]
+    assert [t["metadata"]["error"] for t in turns] == ["llm_unavailable", "llm_unavailable", ""]
+    assert turns[2]["agent_response"]
 
 
-async def test_llm_deadline(gateway_with):
-    base = gateway_with(env={"ECHO_GATEWAY_LLM_TIMEOUT_S": "0.001"})
+async def test_llm_deadline_then_it_answers_again(stack, gateway_with, stalling):
+    llm = await stalling(stack.addresses["llm"], {"Generate"})  # accepts the call, never answers
+    base = gateway_with(env={"ECHO_LLM_ADDR": llm.address, "ECHO_GATEWAY_LLM_TIMEOUT_S": "20"})
+    async with VoiceClient(ws_url(base)) as client:
+        started = await client.start()
+        await failed_turn(client, "llm_timeout")
+        assert llm.stalled_calls["Generate"] == 1
+        llm.stalled.clear()
+        await still_works(client)
+    turns = (await wait_for_turns(base, started["conversation_id"], 2))["turns"]
+    assert [t["metadata"]["error"] for t in turns] == ["llm_timeout", ""]
+
+
+async def test_stt_deadline_then_speech_works_again(stack, gateway_with, stalling):
+    stt = await stalling(stack.addresses["stt"], {"StreamingRecognize"})
+    base = gateway_with(env={"ECHO_STT_ADDR": stt.address, "ECHO_GATEWAY_STT_TIMEOUT_S": "15"})
     async with VoiceClient(ws_url(base)) as client:
         await client.start()
-        await client.send({"type": "input.text", "text": "Hello?"})
+        await client.stream_audio(speech_pcm("Hello there, Echo.", tail_s=1.0), 16000, realtime=False)
+        error = await next_error(client)
+        assert error["code"] == "stt_timeout" and error["turn_id"] and error["message"], error
+        assert stt.stalled_calls["StreamingRecognize"] >= 1
+        stt.stalled.clear()
+        result = await client.talk(speech_pcm("What is the capital of France?"), 16000, realtime=False)
+        assert {"capital", "france"} <= words(result.transcript), result.events
+        assert result.done and result.reply_text and not result.errors, result.events
+
+
+async def test_tts_deadline_still_delivers_the_text_then_speaks_again(stack, gateway_with, stalling):
+    tts = await stalling(stack.addresses["tts"], {"Synthesize"})  # ListVoices still answers
+    base = gateway_with(env={"ECHO_TTS_ADDR": tts.address, "ECHO_GATEWAY_TTS_TIMEOUT_S": "15"})
+    async with VoiceClient(ws_url(base)) as client:
+        await client.start()
+        result = await failed_turn(client, "tts_timeout", "Say OK.")
+        assert result.done["text"] and not result.audio
+        tts.stalled.clear()
+        await client.send({"type": "input.text", "text": "Say OK."})
         result = await client.collect_turn()
-        assert result.errors and result.errors[0]["code"] == "llm_timeout", result.errors
+        assert result.done and not result.errors and len(result.audio) > 0, result.events
+
+
+async def test_storage_deadline_keeps_the_turn_and_saves_it_later(stack, gateway_with, stalling):
+    storage = await stalling(stack.addresses["storage"], {"SaveTurn"})
+    base = gateway_with(env={"ECHO_STORAGE_ADDR": storage.address, "ECHO_GATEWAY_STORAGE_TIMEOUT_S": "2"})
+    async with VoiceClient(ws_url(base)) as client:
+        started = await client.start()
+        await client.send({"type": "input.text", "text": "Say OK."})
+        first = await client.collect_turn()
+        assert first.done and first.reply_text
+        # Saving retries for a few seconds, then says so; the turn is kept.
+        error = await next_error(client)
+        assert error["code"] == "storage_timeout" and "kept" in error["message"], error
+        assert error["turn_id"] == first.done["turn_id"]
+        storage.stalled.clear()
+        await client.send({"type": "input.text", "text": "Say yes."})
+        second = await client.collect_turn()
+        assert second.done and not second.errors
+        await client.send({"type": "session.end"})
+        ended = await client.expect("session.ended")
+        assert ended["unsaved_turns"] == 0
+    turns = (await wait_for_turns(base, started["conversation_id"], 2))["turns"]
+    assert [t["turn_id"] for t in turns] == [first.done["turn_id"], second.done["turn_id"]]
+    assert turns[0]["agent_response"] == first.reply_text
+
+
+async def test_storage_dying_mid_conversation_loses_nothing(gateway_with, log_dir, tmp_path):
+    data_dir = str(tmp_path / "data")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {
+        "ECHO_STORAGE_HOST": "127.0.0.1",
+        "ECHO_STORAGE_PORT": str(port),
+        "ECHO_DATA_DIR": data_dir,
+        "ECHO_STORAGE_DATA_DIR": data_dir,
+    }
+
+    async def start_storage(name: str) -> ServiceProcess:
+        proc = ServiceProcess("services.storage", env, log_dir, name=name).start()
+        await asyncio.to_thread(proc.wait_healthy, address, 60)
+        return proc
+
+    storage = await start_storage("storage-dies")
+    try:
+        base = gateway_with(env={"ECHO_STORAGE_ADDR": address})
+        async with VoiceClient(ws_url(base)) as client:
+            started = await client.start()
+            await client.send({"type": "input.text", "text": "Say OK."})
+            first = await client.collect_turn()
+            before = (await wait_for_turns(base, started["conversation_id"], 1))["turns"][0]
+
+            assert storage.proc is not None
+            os.killpg(storage.proc.pid, signal.SIGKILL)  # no graceful shutdown: it just dies
+            await asyncio.to_thread(storage.proc.wait)
+            await client.send({"type": "input.text", "text": "Say yes."})
+            second = await client.collect_turn()
+            assert second.done and second.reply_text, second.events  # the conversation goes on
+            error = await next_error(client)
+            assert error["code"] == "storage_unavailable" and "kept" in error["message"], error
+            assert error["turn_id"] == second.done["turn_id"]
+
+            storage = await start_storage("storage-restarted")  # same port, same data directory
+            await wait_ready(base)
+            await client.send({"type": "input.text", "text": "Say no."})
+            third = await client.collect_turn()
+            assert third.done and not third.errors
+            await client.send({"type": "session.end"})
+            assert (await client.expect("session.ended"))["unsaved_turns"] == 0
+        turns = (await wait_for_turns(base, started["conversation_id"], 3))["turns"]
+        assert [t["turn_id"] for t in turns] == [
+            first.done["turn_id"],
+            second.done["turn_id"],
+            third.done["turn_id"],
+        ]
+        assert turns[0] == before  # the turn stored before the crash is intact
+        assert turns[1]["agent_response"] == second.reply_text  # the failed save, retried
+        async with httpx.AsyncClient(base_url=base) as http:
+            for turn in turns:
+                audio = await http.get(
+                    f"/v1/conversations/{started['conversation_id']}/audio/{turn['output_audio_key']}"
+                )
+                assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
+    finally:
+        storage.stop()
 
 
 async def test_dead_tts_still_delivers_the_text(gateway_with):
