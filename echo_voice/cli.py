@@ -73,7 +73,10 @@ async def _talk(args: argparse.Namespace) -> int:
     pcm, rate, channels = read_wav(await asyncio.to_thread(Path(args.file).read_bytes))
     if channels != 1:
         pcm = float_to_pcm16(to_mono(pcm16_to_float(pcm), channels))
-    options = {"voice": args.voice} if args.voice else {}
+    # The reply is saved, not played: it is over once its audio has arrived (docs/protocol.md).
+    options: dict[str, object] = {"output_audio": {"playback": "none"}}
+    if args.voice:
+        options["voice"] = args.voice
     async with VoiceClient(args.url) as client:
         try:
             started = await client.start(rate, **options)
@@ -92,7 +95,7 @@ async def _talk(args: argparse.Namespace) -> int:
             heard_ms = 1000 * (result.first_audio_at - result.speech_sent_at)
             print(
                 f"client-side: first reply audio {heard_ms:.0f} ms "
-                f"after the speech ended ({time.perf_counter() - t0:.1f} s for the whole turn)"
+                f"after the file's audio ended ({time.perf_counter() - t0:.1f} s for the whole turn)"
             )
         if args.json:
             print(json.dumps(result.done))
@@ -105,7 +108,9 @@ async def _chat(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out_dir)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    options = {"conversation_id": args.conversation} if args.conversation else {}
+    options: dict[str, object] = {"output_audio": {"playback": "none"}}  # replies are saved, not played
+    if args.conversation:
+        options["conversation_id"] = args.conversation
     async with VoiceClient(args.url) as client:
         try:
             started = await client.start(**options)
