@@ -171,7 +171,8 @@ class VoiceSession:
         self.conversation_id = ""
         self.input = AudioSpec()
         self.output_rate = 22050
-        self.voice = settings.voice
+        self.voice = settings.voice  # what TTS requests name: empty lets the TTS service choose
+        self.voice_name = ""  # the voice the user hears, for the client and the stored turns
         self.language = ""  # empty: each service's configured default
         self.realtime_playback = True
         self.history: list[tuple[str, str]] = []
@@ -314,11 +315,14 @@ class VoiceSession:
         voice = string_field(message, "voice", self.settings.voice) or ""
         language = string_field(message, "language", "") or ""
         resume = string_field(message, "conversation_id")
-        voice, native_rate = await self.check_voice(voice)
+        voice_name, native_rate = await self.check_voice(voice)
         history: list[tuple[str, str]] = []
         if resume:
             history = await self.load_history(resume)
-        self.input, self.voice, self.language = spec, voice, language
+        self.input, self.language = spec, language
+        # An alias is replaced by the voice's name; no voice stays empty, so a TTS backend that picks a
+        # voice per language (Polly) still can.
+        self.voice, self.voice_name = (voice_name if voice else ""), voice_name
         self.realtime_playback = realtime_playback
         self.output_rate = requested_rate or native_rate
         self.history = history
@@ -344,7 +348,7 @@ class VoiceSession:
                     "channels": 1,
                     "playback": "realtime" if self.realtime_playback else "none",
                 },
-                "voice": self.voice,
+                "voice": self.voice_name,
                 "resumed_turns": len(history),
                 "limits": {
                     "max_frame_bytes": self.settings.max_frame_bytes,
@@ -399,7 +403,7 @@ class VoiceSession:
             created_at=now,
             updated_at=now,
             metadata_json=json.dumps(
-                {"voice": self.voice, "language": self.language, "input": vars(self.input)}
+                {"voice": self.voice_name, "language": self.language, "input": vars(self.input)}
             ),
         )
         with contextlib.suppress(grpc.aio.AioRpcError):
@@ -926,8 +930,8 @@ class VoiceSession:
             output_key = f"{self.session_id}/{key_stamp}_output.wav"
             await self.put_audio(output_key, wav_bytes(bytes(reply.audio), self.output_rate), timeout)
         metadata = {
-            "models": {"llm": reply.model, "tts": self.voice},
-            "voice": self.voice,
+            "models": {"llm": reply.model, "tts": self.voice_name},
+            "voice": self.voice_name,
             "latency_ms": reply.timings,
             "usage": self.usage(reply),
             "interrupted": reply.interrupted,
