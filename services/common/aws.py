@@ -168,12 +168,16 @@ def map_error(error: BaseException, operation: str) -> ServiceError:
         message = (response.get("Error") or {}).get("Message") or str(error)
         status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
         return _by_code(code, status, f"{operation} failed: {code or status}: {message}")
-    # amazon-transcribe's own exceptions carry the AWS error name as their class name.
+    # amazon-transcribe's own exceptions carry the AWS error name as their class name, except the one
+    # it raises for errors it has no class for (AccessDeniedException, UnrecognizedClientException,
+    # ...), which carries the AWS error code and HTTP status instead.
     name = type(error).__name__
     module = type(error).__module__ or ""
     if module.startswith("amazon_transcribe"):
         message = getattr(error, "message", "") or str(error)
-        return _by_code(name, 0, f"{operation} failed: {name}: {message}")
+        code = str(getattr(error, "error_code", "") or name)
+        status = int(getattr(error, "status_code", 0) or 0)
+        return _by_code(code, status, f"{operation} failed: {code}: {message}")
     if module.startswith("awscrt") or isinstance(error, OSError | TimeoutError):
         return Unavailable(f"{operation}: cannot reach AWS: {name}: {error}")
     return Unavailable(f"{operation} failed unexpectedly: {name}: {error}")

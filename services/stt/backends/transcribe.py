@@ -14,8 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -66,24 +65,6 @@ MEDIA_FORMATS = {
 def locale(code: str) -> str:
     code = code.strip()
     return LOCALES.get(code.lower(), code) if code else ""
-
-
-@contextmanager
-def transcribe_errors(operation: str) -> Iterator[None]:
-    """``aws.aws_errors`` for the amazon-transcribe client. That client raises the errors it has no class
-    for (AccessDeniedException, UnrecognizedClientException, ...) as one UnknownServiceException that
-    carries the AWS error code and HTTP status; re-raised as the botocore ClientError they stand for,
-    the shared mapping reads them as it reads any AWS error (permission denied, bad credentials)."""
-    from amazon_transcribe.exceptions import UnknownServiceException
-    from botocore.exceptions import ClientError
-
-    with aws.aws_errors(operation):
-        try:
-            yield
-        except UnknownServiceException as e:
-            error = {"Code": str(e.error_code), "Message": e.message}
-            meta = {"HTTPStatusCode": int(e.status_code or 0)}
-            raise ClientError({"Error": error, "ResponseMetadata": meta}, operation) from e
 
 
 class TranscribeBackend:
@@ -260,7 +241,7 @@ class TranscribeBackend:
         operation = "Transcribe StartStreamTranscription"
         src_rate, channels = config.audio.sample_rate, config.audio.channels or 1
         dst_rate = self.settings.transcribe_sample_rate
-        with transcribe_errors(operation):
+        with aws.aws_errors(operation):
             credentials = await aws.frozen_credentials(self.session)
             client = self._streaming_client(credentials)
             started = time.perf_counter()
@@ -292,7 +273,7 @@ class TranscribeBackend:
         closed: list[Any] = []  # finished (non-partial) results, in order
         language = ""
         try:
-            with transcribe_errors(operation):
+            with aws.aws_errors(operation):
                 async for event in stream.output_stream:
                     for result in event.transcript.results:
                         if not result.alternatives:
