@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from fastapi import FastAPI, Query, WebSocket
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from echo.v1 import storage_pb2
@@ -73,6 +74,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await app.state.services.close()
 
     app = FastAPI(title="Echo gateway", version="1", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, e: RequestValidationError) -> JSONResponse:
+        # The REST API's one error shape (docs/protocol.md), not FastAPI's 422 {"detail": [...]}.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'][1:]) or 'request'}: {error['msg']}"
+            for error in e.errors()
+        )
+        return JSONResponse({"error": {"code": "invalid_request", "message": problems}}, status_code=400)
+
     app.state.sessions = sessions
 
     @app.websocket("/v1/voice")

@@ -349,3 +349,13 @@ async def test_unknown_audio_key_is_404(stack):
         reply = await http.get("/v1/conversations/nope")
         assert reply.status_code == 404
     await asyncio.sleep(0)
+
+
+async def test_bad_rest_query_is_400_invalid_request(stack):
+    async with httpx.AsyncClient(base_url=stack.base) as http:
+        for query in ("limit=0", "limit=many", "limit=501"):
+            reply = await http.get(f"/v1/conversations?{query}")
+            assert reply.status_code == 400, (query, reply.text)
+            error = reply.json()["error"]
+            assert error["code"] == "invalid_request" and error["message"].startswith("limit:"), error
+        assert (await http.get("/v1/conversations?limit=5")).status_code == 200
