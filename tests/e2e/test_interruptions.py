@@ -238,8 +238,9 @@ async def test_a_reply_lasts_until_it_has_been_played(stack):
     assert result.done["interrupted"] is False and result.audio
     first_audio = next(e for e in result.events if e["type"] == "response.audio.start")["_received_at"]
     audio_s = len(result.audio) / 2 / result.sample_rate
-    # The server's clock starts before the client's: the reply cannot end before its audio is played.
-    assert result.done["_received_at"] - first_audio >= audio_s - 0.2
+    # The server's clock starts before the client's: the reply cannot end before its audio is played
+    # (the slack covers the client reading its first audio frame late on a busy machine).
+    assert result.done["_received_at"] - first_audio >= audio_s - 0.5
     assert result.done["audio_ms"] == {"sent": round(audio_s * 1000, 1), "heard": round(audio_s * 1000, 1)}
     async with VoiceClient(stack.ws) as client:
         started = await client.start(output_audio={"playback": "none"})
