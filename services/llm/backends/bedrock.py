@@ -164,6 +164,8 @@ class BedrockBackend:
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
+        except ServiceError:
+            raise
         except Exception as e:
             error = aws.map_error(e, operation)
             if isinstance(error, NotFound):
@@ -172,8 +174,6 @@ class BedrockBackend:
                     f"Bedrock has no model {model!r} in {aws.region(self._region)} that this account can "
                     f"use (see ListModels; set BEDROCK_MODEL_ID or the model table): {error}"
                 ) from e
-            if error is e:
-                raise
             raise error from e
         input_tokens, output_tokens = int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0))
         yield done_event(
