@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from echo.v1 import audio_pb2, stt_pb2
 from services.common.audio import read_wav, wav_bytes
 from services.stt.backends.transcribe import TranscribeBackend
 from tests.aws.conftest import isolated_aws_env
-from tests.aws.standins import start_moto
+from tests.aws.standins import HttpStandIn, Reply, Request, start_moto
 from tests.aws.test_transcribe import serving, speech_models, tone_pcm, transcribe_settings  # noqa: F401
 from tests.servicetools import free_port
 from tests.speech import speech_pcm, words
@@ -121,28 +121,23 @@ class ServiceBucket:
 
 
 @pytest.fixture
-async def service_bucket() -> AsyncIterator[ServiceBucket]:
-    from aiohttp import web
-
+def service_bucket() -> Iterator[ServiceBucket]:
     store = ServiceBucket("")
 
-    async def get(request: web.Request) -> web.Response:
-        body = store.objects.get(request.match_info["key"])
-        if body is None:
-            return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
-        return web.Response(body=body, content_type="application/json")
+    def get(request: Request) -> Reply:
+        body = store.objects.get(request.path.split("?", 1)[0].lstrip("/"))
+        if request.method != "GET" or body is None:
+            return Reply(
+                403, {"Content-Type": "application/xml"}, [b"<Error><Code>AccessDenied</Code></Error>"]
+            )
+        return Reply(200, {"Content-Type": "application/json"}, [body])
 
-    app = web.Application()
-    app.router.add_get("/{key:.+}", get)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    store.url = f"http://127.0.0.1:{port}"
+    server = HttpStandIn(get)
+    store.url = server.url
     try:
         yield store
     finally:
-        await runner.cleanup()
+        server.stop()
 
 
 @pytest.fixture
