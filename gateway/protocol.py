@@ -1,56 +1,35 @@
-"""WebSocket protocol v1: message parsing and the stable error codes (docs/protocol.md)."""
+"""WebSocket protocol v1: the dict-based parsing the session still uses (events.py defines the messages)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-INPUT_ENCODINGS = ("pcm_s16le",)
-INPUT_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-CLIENT_TYPES = (
-    "session.start",
-    "input.text",
-    "input.commit",
-    "response.cancel",
-    "playback.position",
-    "session.end",
+# Defined once in gateway/events.py; re-exported here for the code that still imports them from here.
+from gateway.events import (
+    CLIENT_TYPES,
+    INPUT_ENCODINGS,
+    INPUT_SAMPLE_RATES,
+    PLAYBACK_MODES,
+    ErrorCode,
+    ProtocolError,
+    decode_frame,
 )
 
-
-class ErrorCode:
-    INVALID_JSON = "invalid_json"
-    INVALID_MESSAGE = "invalid_message"
-    UNKNOWN_TYPE = "unknown_type"
-    SESSION_NOT_STARTED = "session_not_started"
-    SESSION_ALREADY_STARTED = "session_already_started"
-    UNSUPPORTED_AUDIO_FORMAT = "unsupported_audio_format"
-    FRAME_TOO_LARGE = "frame_too_large"
-    MESSAGE_TOO_LARGE = "message_too_large"
-    TEXT_TOO_LONG = "text_too_long"
-    EMPTY_INPUT = "empty_input"
-    UNKNOWN_VOICE = "unknown_voice"
-    CONVERSATION_NOT_FOUND = "conversation_not_found"
-    INTERNAL = "internal_error"
-
-    @staticmethod
-    def unavailable(service: str) -> str:
-        return f"{service}_unavailable"
-
-    @staticmethod
-    def timeout(service: str) -> str:
-        return f"{service}_timeout"
-
-    @staticmethod
-    def failed(service: str) -> str:
-        return f"{service}_error"
-
-
-class ProtocolError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+__all__ = [
+    "CLIENT_TYPES",
+    "INPUT_ENCODINGS",
+    "INPUT_SAMPLE_RATES",
+    "PLAYBACK_MODES",
+    "AudioSpec",
+    "ErrorCode",
+    "ProtocolError",
+    "number_field",
+    "parse_input_audio",
+    "parse_message",
+    "parse_output_audio",
+    "string_field",
+]
 
 
 @dataclass
@@ -61,22 +40,7 @@ class AudioSpec:
 
 
 def parse_message(text: str, max_bytes: int) -> dict[str, Any]:
-    if len(text.encode()) > max_bytes:
-        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"text frames are limited to {max_bytes} bytes")
-    try:
-        message = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {e.msg} at char {e.pos}") from None
-    if not isinstance(message, dict):
-        raise ProtocolError(ErrorCode.INVALID_JSON, "a text frame must be a JSON object")
-    kind = message.get("type")
-    if not isinstance(kind, str):
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "the message has no string 'type'")
-    if kind not in CLIENT_TYPES:
-        raise ProtocolError(
-            ErrorCode.UNKNOWN_TYPE, f"unknown type {kind!r}; expected one of {list(CLIENT_TYPES)}"
-        )
-    return message
+    return decode_frame(text, max_bytes)
 
 
 def _field(message: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
@@ -108,9 +72,6 @@ def parse_input_audio(message: dict[str, Any]) -> AudioSpec:
     if spec.channels not in (1, 2):
         raise ProtocolError(ErrorCode.UNSUPPORTED_AUDIO_FORMAT, f"{spec.channels!r} channels; send 1 or 2")
     return spec
-
-
-PLAYBACK_MODES = ("realtime", "none")
 
 
 def parse_output_audio(message: dict[str, Any]) -> tuple[int, bool]:
