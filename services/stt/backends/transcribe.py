@@ -21,14 +21,7 @@ import numpy as np
 
 from echo.v1 import audio_pb2, stt_pb2
 from services.common import aws
-from services.common.audio import (
-    decode_to_mono16k,
-    float_to_pcm16,
-    pcm16_to_float,
-    resample,
-    to_mono,
-    wav_bytes,
-)
+from services.common.audio import PcmConverter, decode_to_mono16k, float_to_pcm16, wav_bytes
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.stt.backends.whisper import FILE_ENCODINGS, check_stream_format
@@ -239,8 +232,8 @@ class TranscribeBackend:
         received: list[bytes],
     ) -> AsyncIterator[stt_pb2.TranscriptEvent]:
         operation = "Transcribe StartStreamTranscription"
-        src_rate, channels = config.audio.sample_rate, config.audio.channels or 1
         dst_rate = self.settings.transcribe_sample_rate
+        converter = PcmConverter(config.audio.sample_rate, config.audio.channels or 1, dst_rate)
         with aws.aws_errors(operation):
             credentials = await aws.frozen_credentials(self.session)
             client = self._streaming_client(credentials)
@@ -251,22 +244,17 @@ class TranscribeBackend:
 
         async def send_audio() -> None:
             nonlocal sent_samples
-            leftover = b""
             while (chunk := await queue.get()) is not None:
                 received.append(chunk)
-                data = leftover + chunk
-                cut = len(data) - len(data) % (2 * channels)
-                data, leftover = data[:cut], data[cut:]
-                if not data:
-                    continue
-                if src_rate == dst_rate and channels == 1:
-                    pcm = data  # already what Transcribe takes: send it bit-exact
-                else:
-                    pcm = float_to_pcm16(
-                        resample(to_mono(pcm16_to_float(data), channels), src_rate, dst_rate)
-                    )
-                sent_samples += len(pcm) // 2
-                await stream.input_stream.send_audio_event(audio_chunk=pcm)
+                # Bit-exact when the caller already sends what Transcribe takes.
+                pcm = converter.convert_pcm16(chunk)
+                if pcm:
+                    sent_samples += len(pcm) // 2
+                    await stream.input_stream.send_audio_event(audio_chunk=pcm)
+            tail = float_to_pcm16(converter.flush())
+            if tail:
+                sent_samples += len(tail) // 2
+                await stream.input_stream.send_audio_event(audio_chunk=tail)
             await stream.input_stream.end_stream()
 
         sender = asyncio.create_task(send_audio())

@@ -11,7 +11,7 @@ import numpy as np
 
 from echo.v1 import audio_pb2, stt_pb2
 from services.common import models
-from services.common.audio import decode_to_mono16k, pcm16_to_float, resample, to_mono
+from services.common.audio import PcmConverter, decode_to_mono16k
 from services.common.errors import InvalidArgument
 from services.stt.config import STTSettings
 
@@ -132,7 +132,7 @@ class WhisperBackend:
         running_upto, running_is_final = 0, False
         candidate: tuple[int, tuple[list, str, float]] | None = None  # full-beam decode of audio[:n]
         interval = int(self.settings.partial_interval_s * RATE)
-        leftover = b""
+        converter = PcmConverter(rate, channels, RATE)
 
         def take(task: asyncio.Task) -> stt_pb2.TranscriptEvent:
             nonlocal candidate
@@ -145,10 +145,7 @@ class WhisperBackend:
 
         try:
             async for data in audio:
-                data = leftover + data
-                cut = len(data) - len(data) % (2 * channels)
-                data, leftover = data[:cut], data[cut:]
-                samples = resample(to_mono(pcm16_to_float(data), channels), rate, RATE)
+                samples = converter.convert(data)
                 if not len(samples):
                     continue
                 chunks.append(samples)
@@ -184,7 +181,8 @@ class WhisperBackend:
                 await running
                 take(running)
                 running = None
-            samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+            chunks.append(converter.flush())
+            samples = np.concatenate(chunks)
             if len(samples) < RATE // 10:
                 yield stt_pb2.TranscriptEvent(kind=stt_pb2.TranscriptEvent.FINAL, audio_s=len(samples) / RATE)
                 return
