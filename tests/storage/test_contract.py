@@ -13,8 +13,8 @@ from tests.aws.storage_standin import aws_stand_in, seaweedfs_stand_in
 from tests.servicetools import start_grpc_service
 
 # "aws": DynamoDB and S3 on moto; "aws-seaweedfs": the same backend with S3 on SeaweedFS, whose S3
-# checks signatures and encrypts at rest as S3 does.
-BACKENDS = ["local", "aws", "aws-seaweedfs"]
+# checks signatures and encrypts at rest as S3 does; "fake": in memory, for deterministic tests.
+BACKENDS = ["local", "aws", "aws-seaweedfs", "fake"]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -219,6 +219,12 @@ async def test_data_survives_a_restart(storage, log_dir):
     storage["proc"], storage["address"] = start_grpc_service("storage", storage["env"], log_dir)
     async with grpc.aio.insecure_channel(storage["address"]) as channel:
         stub = storage_pb2_grpc.StorageStub(channel)
+        if storage["backend"] == "fake":
+            # In memory by design: a new process starts empty.
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.GetConversation(storage_pb2.GetConversationRequest(conversation_id="conv-durable"))
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            return
         conversation = await stub.GetConversation(
             storage_pb2.GetConversationRequest(conversation_id="conv-durable")
         )
@@ -248,7 +254,7 @@ async def test_audio_url_is_presigned_for_object_stores(storage, stub):
     reply = await stub.GetAudioUrl(
         storage_pb2.GetAudioRequest(key="sess-u/20260701T100000000000Z_output.wav")
     )
-    if storage["backend"] == "local":
+    if storage["backend"] in ("local", "fake"):
         assert reply.url == "" and reply.expires_in_s == 0  # served through GetAudio instead
         return
     assert "X-Amz-Signature=" in reply.url and reply.expires_in_s == 900

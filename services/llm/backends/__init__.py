@@ -10,6 +10,8 @@ BACKENDS = {
     "ollama": "services.llm.backends.openai_compat:OpenAICompatBackend",
     "openai": "services.llm.backends.openai_compat:OpenAICompatBackend",
     "bedrock": "services.llm.backends.bedrock:BedrockBackend",
+    # Scripted and deterministic, for tests (services/llm/backends/fake.py).
+    "fake": "services.llm.backends.fake:FakeLLMBackend",
 }
 
 

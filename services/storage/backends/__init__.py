@@ -7,6 +7,8 @@ from services.common.registry import load_backend
 BACKENDS = {
     "local": "services.storage.backends.local:LocalBackend",
     "aws": "services.storage.backends.aws:AwsBackend",
+    # Scripted and deterministic, for tests (services/storage/backends/fake.py).
+    "fake": "services.storage.backends.fake:FakeStorageBackend",
 }
 
 

@@ -7,6 +7,8 @@ from services.common.registry import load_backend
 BACKENDS = {
     "whisper": "services.stt.backends.whisper:WhisperBackend",
     "transcribe": "services.stt.backends.transcribe:TranscribeBackend",
+    # Scripted and deterministic, for tests (services/stt/backends/fake.py).
+    "fake": "services.stt.backends.fake:FakeSTTBackend",
 }
 
 

@@ -7,6 +7,8 @@ from services.common.registry import load_backend
 BACKENDS = {
     "piper": "services.tts.backends.piper:PiperBackend",
     "polly": "services.tts.backends.polly:PollyBackend",
+    # Scripted and deterministic, for tests (services/tts/backends/fake.py).
+    "fake": "services.tts.backends.fake:FakeTTSBackend",
 }
 
 

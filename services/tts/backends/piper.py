@@ -13,6 +13,7 @@ from services.common import models
 from services.common.audio import float_to_pcm16, resample
 from services.common.errors import InvalidArgument, NotFound
 from services.common.threads import iterate_in_thread
+from services.tts.backends.base import check_plain_pcm_request
 from services.tts.config import TTSSettings
 
 log = logging.getLogger("echo.tts.piper")
@@ -82,18 +83,7 @@ class PiperBackend:
     ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
         from piper import SynthesisConfig
 
-        if request.ssml:
-            raise InvalidArgument("the piper backend does not read SSML; send plain text")
-        if request.format.encoding not in (audio_pb2.AUDIO_ENCODING_UNSPECIFIED, audio_pb2.PCM_S16LE):
-            raise InvalidArgument(
-                f"piper produces pcm_s16le, not {audio_pb2.AudioEncoding.Name(request.format.encoding)}"
-            )
-        if request.pitch:
-            raise InvalidArgument("the piper backend cannot change pitch")
-        if request.speech_marks:
-            raise InvalidArgument("the piper backend does not produce speech marks")
-        if request.rate and not 0.25 <= request.rate <= 4.0:
-            raise InvalidArgument(f"rate {request.rate} is outside 0.25-4.0")
+        check_plain_pcm_request(request, self.name)
         _, voice = self._voice(request.voice)
         native_rate = voice.config.sample_rate  # type: ignore[attr-defined]
         out_rate = request.format.sample_rate or native_rate
