@@ -18,6 +18,7 @@ from echo.v1 import storage_pb2
 from gateway import cloudwatch_metrics, config
 from gateway.clients import Services, rpc_error
 from gateway.config import GatewaySettings
+from gateway.events import protocol_schema
 from gateway.session import VoiceSession
 from gateway.vad import SileroModel
 
@@ -95,6 +96,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await session.run()
         finally:
             sessions.discard(session)
+
+    schema = protocol_schema()
+
+    @app.get("/v1/protocol.schema.json")
+    async def protocol_schema_json() -> JSONResponse:
+        # Every message, event and error code, generated from gateway/events.py (the web client reads it).
+        return JSONResponse(schema)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

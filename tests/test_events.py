@@ -275,3 +275,15 @@ def test_the_schema_lists_every_message_and_code():
     assert audio["sample_rate"]["enum"] == list(events.INPUT_SAMPLE_RATES)
     assert client["$defs"]["PlaybackPosition"]["required"] == ["type", "turn_id", "ms"]
     assert schema["server"]["$defs"]["ErrorCode"]["enum"] == schema["error_codes"]
+
+
+def test_the_gateway_serves_the_schema():
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.config import GatewaySettings
+
+    # Outside `with`, TestClient skips the lifespan (gRPC channels, the VAD model): this route needs neither.
+    reply = TestClient(create_app(GatewaySettings())).get("/v1/protocol.schema.json")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
+    assert reply.json() == json.loads(json.dumps(events.protocol_schema()))
