@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from echo.v1 import llm_pb2, llm_pb2_grpc
+from echo.v1 import audio_pb2, llm_pb2, llm_pb2_grpc
+from services.common.capabilities import capabilities_message
 from services.common.errors import InvalidArgument, stream_errors, unary_errors
 from services.llm.backends.base import LLMBackend
 from services.llm.config import LLMSettings
@@ -82,3 +83,9 @@ class LanguageModelServicer(llm_pb2_grpc.LanguageModelServicer):
         self, request: llm_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> llm_pb2.ListModelsResponse:
         return llm_pb2.ListModelsResponse(models=await self.backend.list_models())
+
+    @unary_errors
+    async def GetCapabilities(
+        self, request: audio_pb2.CapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Capabilities:
+        return capabilities_message(self.backend)

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from echo.v1 import storage_pb2, storage_pb2_grpc
+from echo.v1 import audio_pb2, storage_pb2, storage_pb2_grpc
+from services.common.capabilities import capabilities_message
 from services.common.errors import InvalidArgument, stream_errors, unary_errors
 from services.storage.backends.base import StorageBackend, check_key
 
@@ -86,3 +87,9 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     ) -> storage_pb2.SaveSummaryResponse:
         await self.backend.conversations.save_summary(request.conversation_id, request.summary)
         return storage_pb2.SaveSummaryResponse()
+
+    @unary_errors
+    async def GetCapabilities(
+        self, request: audio_pb2.CapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Capabilities:
+        return capabilities_message(self.backend)

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from echo.v1 import stt_pb2, stt_pb2_grpc
+from echo.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
+from services.common.capabilities import capabilities_message
 from services.common.errors import InvalidArgument, stream_errors, unary_errors
 from services.stt.backends.base import STTBackend
 
@@ -39,3 +40,9 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
         self, request: stt_pb2.RecognizeRequest, context: grpc.aio.ServicerContext
     ) -> stt_pb2.RecognizeResponse:
         return await self.backend.recognize(request)
+
+    @unary_errors
+    async def GetCapabilities(
+        self, request: audio_pb2.CapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Capabilities:
+        return capabilities_message(self.backend)

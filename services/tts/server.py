@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from echo.v1 import tts_pb2, tts_pb2_grpc
+from echo.v1 import audio_pb2, tts_pb2, tts_pb2_grpc
+from services.common.capabilities import capabilities_message
 from services.common.errors import InvalidArgument, stream_errors, unary_errors
 from services.tts.backends.base import TTSBackend
 
@@ -32,3 +33,9 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
         self, request: tts_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext
     ) -> tts_pb2.ListVoicesResponse:
         return tts_pb2.ListVoicesResponse(voices=await self.backend.voices(request.language))
+
+    @unary_errors
+    async def GetCapabilities(
+        self, request: audio_pb2.CapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> audio_pb2.Capabilities:
+        return capabilities_message(self.backend)

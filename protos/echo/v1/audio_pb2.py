@@ -24,17 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65\x63ho/v1/audio.proto\x12\x07\x65\x63ho.v1\"^\n\x0b\x41udioFormat\x12(\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x16.echo.v1.AudioEncoding\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\"Z\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x12\x12\n\ncharacters\x18\x03 \x01(\x05\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01*o\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\r\n\tPCM_S16LE\x10\x01\x12\x07\n\x03WAV\x10\x02\x12\x07\n\x03MP3\x10\x03\x12\x0e\n\nOGG_VORBIS\x10\x04\x12\r\n\tWEBM_OPUS\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65\x63ho/v1/audio.proto\x12\x07\x65\x63ho.v1\"^\n\x0b\x41udioFormat\x12(\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x16.echo.v1.AudioEncoding\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\"Z\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x12\x12\n\ncharacters\x18\x03 \x01(\x05\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\"\x15\n\x13\x43\x61pabilitiesRequest\"s\n\x0c\x43\x61pabilities\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tstreaming\x18\x02 \x01(\x08\x12\x17\n\x0fstable_partials\x18\x03 \x01(\x08\x12\x14\n\x0cword_timings\x18\x04 \x01(\x08\x12\x10\n\x08\x62\x61\x63kends\x18\x05 \x03(\t*o\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\r\n\tPCM_S16LE\x10\x01\x12\x07\n\x03WAV\x10\x02\x12\x07\n\x03MP3\x10\x03\x12\x0e\n\nOGG_VORBIS\x10\x04\x12\r\n\tWEBM_OPUS\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'echo.v1.audio_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=220
-  _globals['_AUDIOENCODING']._serialized_end=331
+  _globals['_AUDIOENCODING']._serialized_start=360
+  _globals['_AUDIOENCODING']._serialized_end=471
   _globals['_AUDIOFORMAT']._serialized_start=32
   _globals['_AUDIOFORMAT']._serialized_end=126
   _globals['_USAGE']._serialized_start=128
   _globals['_USAGE']._serialized_end=218
+  _globals['_CAPABILITIESREQUEST']._serialized_start=220
+  _globals['_CAPABILITIESREQUEST']._serialized_end=241
+  _globals['_CAPABILITIES']._serialized_start=243
+  _globals['_CAPABILITIES']._serialized_end=358
 # @@protoc_insertion_point(module_scope)

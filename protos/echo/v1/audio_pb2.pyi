@@ -1,6 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -41,3 +43,21 @@ class Usage(_message.Message):
     characters: int
     cost_usd: float
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., characters: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+
+class CapabilitiesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Capabilities(_message.Message):
+    __slots__ = ("backend", "streaming", "stable_partials", "word_timings", "backends")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    STREAMING_FIELD_NUMBER: _ClassVar[int]
+    STABLE_PARTIALS_FIELD_NUMBER: _ClassVar[int]
+    WORD_TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    streaming: bool
+    stable_partials: bool
+    word_timings: bool
+    backends: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, backend: _Optional[str] = ..., streaming: _Optional[bool] = ..., stable_partials: _Optional[bool] = ..., word_timings: _Optional[bool] = ..., backends: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 from echo.v1 import llm_pb2 as echo_dot_v1_dot_llm__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -49,6 +50,11 @@ class LanguageModelStub:
                 request_serializer=echo_dot_v1_dot_llm__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_llm__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.GetCapabilities = channel.unary_unary(
+                '/echo.v1.LanguageModel/GetCapabilities',
+                request_serializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
+                _registered_method=True)
 
 
 class LanguageModelServicer:
@@ -73,6 +79,13 @@ class LanguageModelServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCapabilities(self, request, context):
+        """What the serving backend can do, and the configured fallback order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LanguageModelServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +103,11 @@ def add_LanguageModelServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=echo_dot_v1_dot_llm__pb2.ListModelsRequest.FromString,
                     response_serializer=echo_dot_v1_dot_llm__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetCapabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapabilities,
+                    request_deserializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_audio__pb2.Capabilities.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +191,33 @@ class LanguageModel:
             '/echo.v1.LanguageModel/ListModels',
             echo_dot_v1_dot_llm__pb2.ListModelsRequest.SerializeToString,
             echo_dot_v1_dot_llm__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.LanguageModel/GetCapabilities',
+            echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
+            echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,45 +22,46 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65\x63ho/v1/storage.proto\x12\x07\x65\x63ho.v1\"\x82\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\t\x12\x12\n\nupdated_at\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12\x0b\n\x03ttl\x18\x06 \x01(\x03\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xf1\x01\n\x04Turn\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07turn_id\x18\x04 \x01(\t\x12\x14\n\x0c\x63lient_input\x18\x05 \x01(\t\x12\x16\n\x0e\x61gent_response\x18\x06 \x01(\t\x12\x15\n\rmetadata_json\x18\x07 \x01(\t\x12\x0b\n\x03ttl\x18\x08 \x01(\x03\x12\x17\n\x0finput_audio_key\x18\t \x01(\t\x12\x18\n\x10output_audio_key\x18\n \x01(\t\x12\x13\n\x0binterrupted\x18\x0b \x01(\x08\"1\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"V\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x1c\n\x05turns\x18\x02 \x03(\x0b\x32\r.echo.v1.Turn\x12\x0f\n\x07summary\x18\x03 \x01(\t\"=\n\x18ListConversationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\x9f\x01\n\x13\x43onversationSummary\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66irst_timestamp\x18\x02 \x01(\t\x12\x16\n\x0elast_timestamp\x18\x03 \x01(\t\x12\x12\n\nturn_count\x18\x04 \x01(\x05\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x19\n\x11last_client_input\x18\x06 \x01(\t\"P\n\x19ListConversationsResponse\x12\x33\n\rconversations\x18\x01 \x03(\x0b\x32\x1c.echo.v1.ConversationSummary\"Q\n\x0fPutAudioRequest\x12\r\n\x03key\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\tB\t\n\x07request\"-\n\x10PutAudioResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"\x1e\n\x0fGetAudioRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"0\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"-\n\x08\x41udioUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_in_s\x18\x02 \x01(\x05\">\n\x12SaveSummaryRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\"\x15\n\x13SaveSummaryResponse2\xcf\x04\n\x07Storage\x12\x31\n\x0bSaveSession\x12\x10.echo.v1.Session\x1a\x10.echo.v1.Session\x12:\n\nGetSession\x12\x1a.echo.v1.GetSessionRequest\x1a\x10.echo.v1.Session\x12(\n\x08SaveTurn\x12\r.echo.v1.Turn\x1a\r.echo.v1.Turn\x12I\n\x0fGetConversation\x12\x1f.echo.v1.GetConversationRequest\x1a\x15.echo.v1.Conversation\x12Z\n\x11ListConversations\x12!.echo.v1.ListConversationsRequest\x1a\".echo.v1.ListConversationsResponse\x12\x41\n\x08PutAudio\x12\x18.echo.v1.PutAudioRequest\x1a\x19.echo.v1.PutAudioResponse(\x01\x12;\n\x08GetAudio\x12\x18.echo.v1.GetAudioRequest\x1a\x13.echo.v1.AudioChunk0\x01\x12:\n\x0bGetAudioUrl\x12\x18.echo.v1.GetAudioRequest\x1a\x11.echo.v1.AudioUrl\x12H\n\x0bSaveSummary\x12\x1b.echo.v1.SaveSummaryRequest\x1a\x1c.echo.v1.SaveSummaryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65\x63ho/v1/storage.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\"\x82\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\t\x12\x12\n\nupdated_at\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12\x0b\n\x03ttl\x18\x06 \x01(\x03\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xf1\x01\n\x04Turn\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07turn_id\x18\x04 \x01(\t\x12\x14\n\x0c\x63lient_input\x18\x05 \x01(\t\x12\x16\n\x0e\x61gent_response\x18\x06 \x01(\t\x12\x15\n\rmetadata_json\x18\x07 \x01(\t\x12\x0b\n\x03ttl\x18\x08 \x01(\x03\x12\x17\n\x0finput_audio_key\x18\t \x01(\t\x12\x18\n\x10output_audio_key\x18\n \x01(\t\x12\x13\n\x0binterrupted\x18\x0b \x01(\x08\"1\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"V\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x1c\n\x05turns\x18\x02 \x03(\x0b\x32\r.echo.v1.Turn\x12\x0f\n\x07summary\x18\x03 \x01(\t\"=\n\x18ListConversationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\x9f\x01\n\x13\x43onversationSummary\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66irst_timestamp\x18\x02 \x01(\t\x12\x16\n\x0elast_timestamp\x18\x03 \x01(\t\x12\x12\n\nturn_count\x18\x04 \x01(\x05\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x19\n\x11last_client_input\x18\x06 \x01(\t\"P\n\x19ListConversationsResponse\x12\x33\n\rconversations\x18\x01 \x03(\x0b\x32\x1c.echo.v1.ConversationSummary\"Q\n\x0fPutAudioRequest\x12\r\n\x03key\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\tB\t\n\x07request\"-\n\x10PutAudioResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"\x1e\n\x0fGetAudioRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"0\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"-\n\x08\x41udioUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_in_s\x18\x02 \x01(\x05\">\n\x12SaveSummaryRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\"\x15\n\x13SaveSummaryResponse2\x97\x05\n\x07Storage\x12\x31\n\x0bSaveSession\x12\x10.echo.v1.Session\x1a\x10.echo.v1.Session\x12:\n\nGetSession\x12\x1a.echo.v1.GetSessionRequest\x1a\x10.echo.v1.Session\x12(\n\x08SaveTurn\x12\r.echo.v1.Turn\x1a\r.echo.v1.Turn\x12I\n\x0fGetConversation\x12\x1f.echo.v1.GetConversationRequest\x1a\x15.echo.v1.Conversation\x12Z\n\x11ListConversations\x12!.echo.v1.ListConversationsRequest\x1a\".echo.v1.ListConversationsResponse\x12\x41\n\x08PutAudio\x12\x18.echo.v1.PutAudioRequest\x1a\x19.echo.v1.PutAudioResponse(\x01\x12;\n\x08GetAudio\x12\x18.echo.v1.GetAudioRequest\x1a\x13.echo.v1.AudioChunk0\x01\x12:\n\x0bGetAudioUrl\x12\x18.echo.v1.GetAudioRequest\x1a\x11.echo.v1.AudioUrl\x12H\n\x0bSaveSummary\x12\x1b.echo.v1.SaveSummaryRequest\x1a\x1c.echo.v1.SaveSummaryResponse\x12\x46\n\x0fGetCapabilities\x12\x1c.echo.v1.CapabilitiesRequest\x1a\x15.echo.v1.Capabilitiesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'echo.v1.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSION']._serialized_start=35
-  _globals['_SESSION']._serialized_end=165
-  _globals['_GETSESSIONREQUEST']._serialized_start=167
-  _globals['_GETSESSIONREQUEST']._serialized_end=206
-  _globals['_TURN']._serialized_start=209
-  _globals['_TURN']._serialized_end=450
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=452
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=501
-  _globals['_CONVERSATION']._serialized_start=503
-  _globals['_CONVERSATION']._serialized_end=589
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=591
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=652
-  _globals['_CONVERSATIONSUMMARY']._serialized_start=655
-  _globals['_CONVERSATIONSUMMARY']._serialized_end=814
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=816
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=896
-  _globals['_PUTAUDIOREQUEST']._serialized_start=898
-  _globals['_PUTAUDIOREQUEST']._serialized_end=979
-  _globals['_PUTAUDIORESPONSE']._serialized_start=981
-  _globals['_PUTAUDIORESPONSE']._serialized_end=1026
-  _globals['_GETAUDIOREQUEST']._serialized_start=1028
-  _globals['_GETAUDIOREQUEST']._serialized_end=1058
-  _globals['_AUDIOCHUNK']._serialized_start=1060
-  _globals['_AUDIOCHUNK']._serialized_end=1108
-  _globals['_AUDIOURL']._serialized_start=1110
-  _globals['_AUDIOURL']._serialized_end=1155
-  _globals['_SAVESUMMARYREQUEST']._serialized_start=1157
-  _globals['_SAVESUMMARYREQUEST']._serialized_end=1219
-  _globals['_SAVESUMMARYRESPONSE']._serialized_start=1221
-  _globals['_SAVESUMMARYRESPONSE']._serialized_end=1242
-  _globals['_STORAGE']._serialized_start=1245
-  _globals['_STORAGE']._serialized_end=1836
+  _globals['_SESSION']._serialized_start=56
+  _globals['_SESSION']._serialized_end=186
+  _globals['_GETSESSIONREQUEST']._serialized_start=188
+  _globals['_GETSESSIONREQUEST']._serialized_end=227
+  _globals['_TURN']._serialized_start=230
+  _globals['_TURN']._serialized_end=471
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=473
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=522
+  _globals['_CONVERSATION']._serialized_start=524
+  _globals['_CONVERSATION']._serialized_end=610
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=612
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=673
+  _globals['_CONVERSATIONSUMMARY']._serialized_start=676
+  _globals['_CONVERSATIONSUMMARY']._serialized_end=835
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=837
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=917
+  _globals['_PUTAUDIOREQUEST']._serialized_start=919
+  _globals['_PUTAUDIOREQUEST']._serialized_end=1000
+  _globals['_PUTAUDIORESPONSE']._serialized_start=1002
+  _globals['_PUTAUDIORESPONSE']._serialized_end=1047
+  _globals['_GETAUDIOREQUEST']._serialized_start=1049
+  _globals['_GETAUDIOREQUEST']._serialized_end=1079
+  _globals['_AUDIOCHUNK']._serialized_start=1081
+  _globals['_AUDIOCHUNK']._serialized_end=1129
+  _globals['_AUDIOURL']._serialized_start=1131
+  _globals['_AUDIOURL']._serialized_end=1176
+  _globals['_SAVESUMMARYREQUEST']._serialized_start=1178
+  _globals['_SAVESUMMARYREQUEST']._serialized_end=1240
+  _globals['_SAVESUMMARYRESPONSE']._serialized_start=1242
+  _globals['_SAVESUMMARYRESPONSE']._serialized_end=1263
+  _globals['_STORAGE']._serialized_start=1266
+  _globals['_STORAGE']._serialized_end=1929
 # @@protoc_insertion_point(module_scope)

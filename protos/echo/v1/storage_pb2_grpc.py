@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 from echo.v1 import storage_pb2 as echo_dot_v1_dot_storage__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -80,6 +81,11 @@ class StorageStub:
                 request_serializer=echo_dot_v1_dot_storage__pb2.SaveSummaryRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_storage__pb2.SaveSummaryResponse.FromString,
                 _registered_method=True)
+        self.GetCapabilities = channel.unary_unary(
+                '/echo.v1.Storage/GetCapabilities',
+                request_serializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
+                _registered_method=True)
 
 
 class StorageServicer:
@@ -143,6 +149,13 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCapabilities(self, request, context):
+        """What the serving backend can do, and the configured fallback order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +203,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.SaveSummary,
                     request_deserializer=echo_dot_v1_dot_storage__pb2.SaveSummaryRequest.FromString,
                     response_serializer=echo_dot_v1_dot_storage__pb2.SaveSummaryResponse.SerializeToString,
+            ),
+            'GetCapabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapabilities,
+                    request_deserializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_audio__pb2.Capabilities.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +454,33 @@ class Storage:
             '/echo.v1.Storage/SaveSummary',
             echo_dot_v1_dot_storage__pb2.SaveSummaryRequest.SerializeToString,
             echo_dot_v1_dot_storage__pb2.SaveSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/GetCapabilities',
+            echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
+            echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 from echo.v1 import stt_pb2 as echo_dot_v1_dot_stt__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -46,6 +47,11 @@ class SpeechToTextStub:
                 request_serializer=echo_dot_v1_dot_stt__pb2.RecognizeRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_stt__pb2.RecognizeResponse.FromString,
                 _registered_method=True)
+        self.GetCapabilities = channel.unary_unary(
+                '/echo.v1.SpeechToText/GetCapabilities',
+                request_serializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
+                _registered_method=True)
 
 
 class SpeechToTextServicer:
@@ -65,6 +71,13 @@ class SpeechToTextServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCapabilities(self, request, context):
+        """What the serving backend can do, and the configured fallback order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SpeechToTextServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_SpeechToTextServicer_to_server(servicer, server):
                     servicer.Recognize,
                     request_deserializer=echo_dot_v1_dot_stt__pb2.RecognizeRequest.FromString,
                     response_serializer=echo_dot_v1_dot_stt__pb2.RecognizeResponse.SerializeToString,
+            ),
+            'GetCapabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapabilities,
+                    request_deserializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_audio__pb2.Capabilities.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +153,33 @@ class SpeechToText:
             '/echo.v1.SpeechToText/Recognize',
             echo_dot_v1_dot_stt__pb2.RecognizeRequest.SerializeToString,
             echo_dot_v1_dot_stt__pb2.RecognizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.SpeechToText/GetCapabilities',
+            echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
+            echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
             options,
             channel_credentials,
             insecure,

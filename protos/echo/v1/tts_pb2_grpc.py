@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 from echo.v1 import tts_pb2 as echo_dot_v1_dot_tts__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -44,6 +45,11 @@ class TextToSpeechStub:
                 request_serializer=echo_dot_v1_dot_tts__pb2.ListVoicesRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_tts__pb2.ListVoicesResponse.FromString,
                 _registered_method=True)
+        self.GetCapabilities = channel.unary_unary(
+                '/echo.v1.TextToSpeech/GetCapabilities',
+                request_serializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
+                _registered_method=True)
 
 
 class TextToSpeechServicer:
@@ -62,6 +68,13 @@ class TextToSpeechServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCapabilities(self, request, context):
+        """What the serving backend can do, and the configured fallback order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TextToSpeechServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +87,11 @@ def add_TextToSpeechServicer_to_server(servicer, server):
                     servicer.ListVoices,
                     request_deserializer=echo_dot_v1_dot_tts__pb2.ListVoicesRequest.FromString,
                     response_serializer=echo_dot_v1_dot_tts__pb2.ListVoicesResponse.SerializeToString,
+            ),
+            'GetCapabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapabilities,
+                    request_deserializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_audio__pb2.Capabilities.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +148,33 @@ class TextToSpeech:
             '/echo.v1.TextToSpeech/ListVoices',
             echo_dot_v1_dot_tts__pb2.ListVoicesRequest.SerializeToString,
             echo_dot_v1_dot_tts__pb2.ListVoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.TextToSpeech/GetCapabilities',
+            echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
+            echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
             options,
             channel_credentials,
             insecure,

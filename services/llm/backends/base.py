@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from echo.v1 import audio_pb2, llm_pb2
+from services.common.capabilities import BackendCapabilities
 
 if TYPE_CHECKING:
     from services.llm.prices import PriceTable
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
 class LLMBackend(Protocol):
     name: str
+    capabilities: BackendCapabilities
 
     async def start(self) -> None:
         """Load the model or open clients; called once before the service reports SERVING."""

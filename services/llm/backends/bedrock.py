@@ -19,6 +19,7 @@ import yaml
 
 from echo.v1 import llm_pb2
 from services.common import aws
+from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError
 from services.common.errors import NotFound, ResourceExhausted, ServiceError, Unavailable
 from services.llm import summary
@@ -67,6 +68,7 @@ def converse_messages(
 
 class BedrockBackend:
     name = "bedrock"
+    capabilities = BackendCapabilities(streaming=True)
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings

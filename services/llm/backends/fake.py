@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from echo.v1 import audio_pb2, llm_pb2
+from services.common.capabilities import BackendCapabilities
 from services.common.config import load_settings
 from services.common.errors import NotFound
 from services.llm.backends.base import done_event
@@ -50,6 +51,7 @@ def default_reply(request: llm_pb2.GenerateRequest) -> str:
 
 class FakeLLMBackend:
     name = "fake"
+    capabilities = BackendCapabilities(streaming=True)
 
     def __init__(self, settings: LLMSettings, fake: FakeLLMSettings | None = None) -> None:
         self.service_settings = settings

@@ -18,6 +18,7 @@ from typing import Any
 
 from echo.v1 import llm_pb2
 from services.common import models
+from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.llm import summary
@@ -55,6 +56,7 @@ class Generation:
 
 class LlamaCppBackend:
     name = "llamacpp"
+    capabilities = BackendCapabilities(streaming=True)
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from echo.v1 import llm_pb2
+from services.common.capabilities import BackendCapabilities
 from services.common.errors import (
     InvalidArgument,
     NotFound,
@@ -62,6 +63,7 @@ def error_for_response(response: httpx.Response, url: str) -> ServiceError:
 
 class OpenAICompatBackend:
     name = "openai"
+    capabilities = BackendCapabilities(streaming=True)
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings

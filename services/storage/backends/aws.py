@@ -17,6 +17,7 @@ from typing import Any
 
 from echo.v1 import storage_pb2
 from services.common import aws
+from services.common.capabilities import BackendCapabilities
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.storage.backends.base import check_id, check_key, check_metadata, check_turn
 from services.storage.config import StorageSettings, check_s3_encryption
@@ -288,6 +289,7 @@ class S3AudioStore:
 
 class AwsBackend:
     name = "aws"
+    capabilities = BackendCapabilities(streaming=True)
 
     def __init__(self, settings: StorageSettings) -> None:
         check_s3_encryption(settings)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from echo.v1 import storage_pb2
+from services.common.capabilities import BackendCapabilities
 from services.common.errors import InvalidArgument
 
 # "{session_id}/{timestamp}_input.wav": a few path segments of safe characters, no "." or ".." parts.
@@ -103,6 +104,7 @@ class AudioStore(Protocol):
 
 class StorageBackend(Protocol):
     name: str
+    capabilities: BackendCapabilities
     conversations: ConversationStore
     audio: AudioStore
 

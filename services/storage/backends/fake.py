@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from echo.v1 import storage_pb2
+from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError, load_settings
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound, ServiceError, Unavailable
 from services.storage.backends.base import check_id, check_key, check_turn
@@ -202,6 +203,7 @@ class LogicalClock:
 
 class FakeStorageBackend:
     name = "fake"
+    capabilities = BackendCapabilities(streaming=True)
 
     def __init__(self, settings: StorageSettings, fake: FakeStorageSettings | None = None) -> None:
         self.service_settings = settings

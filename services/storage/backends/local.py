@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from echo.v1 import storage_pb2
+from services.common.capabilities import BackendCapabilities
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.storage.backends.base import check_id, check_key, check_turn
 from services.storage.config import StorageSettings
@@ -335,6 +336,7 @@ class FileAudioStore:
 
 class LocalBackend:
     name = "local"
+    capabilities = BackendCapabilities(streaming=True)
 
     def __init__(self, settings: StorageSettings) -> None:
         root = Path(settings.data_dir).expanduser()

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from echo.v1 import stt_pb2
+from services.common.capabilities import BackendCapabilities
 
 
 class STTBackend(Protocol):
     name: str
+    capabilities: BackendCapabilities
 
     async def start(self) -> None:
         """Load models or open clients; called once before the service reports SERVING."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from echo.v1 import audio_pb2, stt_pb2
 from services.common.audio import SAMPLE_WIDTH, read_wav, rms_dbfs
+from services.common.capabilities import BackendCapabilities
 from services.common.config import load_settings
 from services.common.errors import InvalidArgument
 from services.stt.backends.whisper import check_stream_format
@@ -51,6 +52,7 @@ def _split_script(text: str) -> list[str]:
 
 class FakeSTTBackend:
     name = "fake"
+    capabilities = BackendCapabilities(streaming=True, stable_partials=True, word_timings=True)
 
     def __init__(self, settings: STTSettings, fake: FakeSTTSettings | None = None) -> None:
         self.service_settings = settings

@@ -22,6 +22,7 @@ import numpy as np
 from echo.v1 import audio_pb2, stt_pb2
 from services.common import aws
 from services.common.audio import PcmConverter, decode_to_mono16k, float_to_pcm16, wav_bytes
+from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.stt.backends.whisper import FILE_ENCODINGS, check_stream_format
@@ -62,6 +63,7 @@ def locale(code: str) -> str:
 
 class TranscribeBackend:
     name = "transcribe"
+    capabilities = BackendCapabilities(streaming=True, stable_partials=False, word_timings=True)
 
     def __init__(self, settings: STTSettings) -> None:
         self.settings = settings

@@ -6,16 +6,34 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from echo.v1 import audio_pb2, stt_pb2
 from services.common import models
 from services.common.audio import PcmConverter, decode_to_mono16k
+from services.common.capabilities import BackendCapabilities
+from services.common.config import load_settings
 from services.common.errors import InvalidArgument
 from services.stt.config import STTSettings
 
 log = logging.getLogger("echo.stt.whisper")
+
+
+@dataclass
+class WhisperSettings:
+    """ECHO_STT_MODEL, ECHO_STT_BEAM_SIZE, ...: the names these had before backends owned their settings."""
+
+    model: str = field(default="whisper-tiny.en", metadata={"help": "model name or path"})
+    beam_size: int = field(default=5, metadata={"help": "beam size for final transcripts"})
+    threads: int = field(default=2, metadata={"help": "CPU threads for decoding"})
+    partial_interval_s: float = field(default=0.5, metadata={"help": "new audio between partials"})
+
+
+def load_whisper_settings() -> WhisperSettings:
+    return load_settings(WhisperSettings, prefix="ECHO_STT_", section="stt")
+
 
 RATE = 16000
 # "Quiet" for the early final decode: a chunk well below the utterance's peak and near silence.
@@ -50,9 +68,14 @@ def check_stream_format(fmt: audio_pb2.AudioFormat) -> None:
 
 class WhisperBackend:
     name = "whisper"
+    # Stable partials: the full-beam decode on a quiet tail. No word timings (segments only).
+    capabilities = BackendCapabilities(streaming=True, stable_partials=True, word_timings=False)
 
-    def __init__(self, settings: STTSettings) -> None:
-        self.settings = settings
+    requires = ("faster_whisper",)
+
+    def __init__(self, service: STTSettings, settings: WhisperSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings or load_whisper_settings()
         self.model = None
         self.multilingual = False
         # One decode at a time: CTranslate2 already uses every configured thread for one.
@@ -76,7 +99,7 @@ class WhisperBackend:
         self.model = None
 
     def _language(self, requested: str) -> str | None:
-        lang = (requested or self.settings.language or "").split("-")[0].lower() or None
+        lang = (requested or self.service.language or "").split("-")[0].lower() or None
         if not self.multilingual:
             if lang not in (None, "en"):
                 raise InvalidArgument(f"model {self.settings.model} is English-only; language {requested!r}")

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from echo.v1 import audio_pb2, tts_pb2
+from services.common.capabilities import BackendCapabilities
 from services.common.errors import InvalidArgument
 
 
 class TTSBackend(Protocol):
     name: str
+    capabilities: BackendCapabilities
 
     async def start(self) -> None:
         """Load voices or open clients; called once before the service reports SERVING."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from echo.v1 import audio_pb2, tts_pb2
 from services.common.audio import float_to_pcm16
+from services.common.capabilities import BackendCapabilities
 from services.common.config import load_settings
 from services.common.errors import InvalidArgument, NotFound
 from services.tts.backends.base import check_plain_pcm_request
@@ -45,6 +46,7 @@ def tone(seconds: float, rate: int, frequency_hz: float, amplitude: float) -> np
 
 class FakeTTSBackend:
     name = "fake"
+    capabilities = BackendCapabilities(streaming=True, word_timings=False)
 
     def __init__(self, settings: TTSSettings, fake: FakeTTSSettings | None = None) -> None:
         self.service_settings = settings

@@ -11,6 +11,7 @@ from pathlib import Path
 from echo.v1 import audio_pb2, tts_pb2
 from services.common import models
 from services.common.audio import float_to_pcm16, resample
+from services.common.capabilities import BackendCapabilities
 from services.common.errors import InvalidArgument, NotFound
 from services.common.threads import iterate_in_thread
 from services.tts.backends.base import check_plain_pcm_request
@@ -25,6 +26,8 @@ def _voice_files(path: Path) -> list[Path]:
 
 class PiperBackend:
     name = "piper"
+    # Audio streams sentence by sentence.
+    capabilities = BackendCapabilities(streaming=True, word_timings=False)
 
     def __init__(self, settings: TTSSettings) -> None:
         self.settings = settings

@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 
 from echo.v1 import audio_pb2, tts_pb2
 from services.common import aws
+from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, NotFound
 from services.tts.config import TTSSettings
@@ -129,6 +130,8 @@ class PhraseCache:
 
 class PollyBackend:
     name = "polly"
+    # Each request is synthesised whole before its audio is sent; speech marks give word timings.
+    capabilities = BackendCapabilities(streaming=False, word_timings=True)
 
     def __init__(self, settings: TTSSettings) -> None:
         if settings.polly_engine not in ENGINES:
