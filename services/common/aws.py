@@ -8,6 +8,8 @@ that is not botocore (``amazon-transcribe``) gets the same variables resolved he
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -23,6 +25,9 @@ from services.common.errors import (
 )
 
 DEFAULT_REGION = "us-east-1"
+# Network failures under the SDKs: refused or reset connections, timeouts, DNS, TLS. Other OSErrors (a
+# missing file, a permission) are not the network's fault.
+_TRANSPORT_ERRORS = ConnectionError | TimeoutError | socket.gaierror | ssl.SSLError
 
 # AWS error codes by the Echo error they become. Codes differ per service for the same meaning.
 _UNAUTHENTICATED = {
@@ -149,11 +154,15 @@ def error_code(error: BaseException) -> str:
 
 
 def map_error(error: BaseException, operation: str) -> ServiceError:
-    """One AWS SDK failure as the Echo error a client can act on; the message names the operation."""
+    """One AWS SDK failure as the Echo error a client can act on; the message names the operation.
+    Anything that is not an SDK or transport failure (a TypeError, a KeyError: a bug) is re-raised
+    unchanged, so that it ends as INTERNAL instead of looking like an outage that triggers fallback."""
     from botocore import exceptions as bx
 
     if isinstance(error, ServiceError):
         return error
+    if not _is_sdk_error(error):
+        raise error
     if isinstance(error, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
         return Unauthenticated(f"{operation}: no usable AWS credentials ({error})")
     if isinstance(error, bx.NoRegionError):
@@ -178,9 +187,9 @@ def map_error(error: BaseException, operation: str) -> ServiceError:
         code = str(getattr(error, "error_code", "") or name)
         status = int(getattr(error, "status_code", 0) or 0)
         return _by_code(code, status, f"{operation} failed: {code}: {message}")
-    if module.startswith("awscrt") or isinstance(error, OSError | TimeoutError):
+    if module.startswith(("awscrt", "aiohttp")) or isinstance(error, _TRANSPORT_ERRORS):
         return Unavailable(f"{operation}: cannot reach AWS: {name}: {error}")
-    return Unavailable(f"{operation} failed unexpectedly: {name}: {error}")
+    return Unavailable(f"{operation} failed in the AWS SDK: {name}: {error}")
 
 
 def _by_code(code: str, status: int, message: str) -> ServiceError:
@@ -219,9 +228,11 @@ def aws_errors(operation: str) -> Iterator[None]:
 
 
 def _is_sdk_error(error: BaseException) -> bool:
+    """botocore's errors, the other AWS clients' own (amazon-transcribe, awscrt, aiohttp), and network
+    failures; not the programming errors Python raises everywhere."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     module = type(error).__module__ or ""
-    return isinstance(error, BotoCoreError | ClientError | OSError | TimeoutError) or module.startswith(
+    return isinstance(error, BotoCoreError | ClientError | _TRANSPORT_ERRORS) or module.startswith(
         ("amazon_transcribe", "awscrt", "aiohttp")
     )
