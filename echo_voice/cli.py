@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 import time
@@ -67,14 +68,15 @@ def _print_turn(result, out: Path | None) -> None:  # type: ignore[no-untyped-de
 
 
 async def _talk(args: argparse.Namespace) -> int:
-    from echo_voice.client import TurnTimeout, UnexpectedEvent, VoiceClient
+    from echo_voice.client import COMMIT_GRACE_S, TurnTimeout, UnexpectedEvent, VoiceClient
+    from gateway.events import OutputAudio, SessionEnd
     from services.common.audio import float_to_pcm16, pcm16_to_float, read_wav, to_mono
 
     pcm, rate, channels = read_wav(await asyncio.to_thread(Path(args.file).read_bytes))
     if channels != 1:
         pcm = float_to_pcm16(to_mono(pcm16_to_float(pcm), channels))
     # The reply is saved, not played: it is over once its audio has arrived (docs/protocol.md).
-    options: dict[str, object] = {"output_audio": {"playback": "none"}}
+    options: dict[str, object] = {"output_audio": OutputAudio(playback="none")}
     if args.voice:
         options["voice"] = args.voice
     async with VoiceClient(args.url) as client:
@@ -86,11 +88,19 @@ async def _talk(args: argparse.Namespace) -> int:
         print(f"session {started['session_id']} conversation {started['conversation_id']}")
         t0 = time.perf_counter()
         try:
-            result = await client.talk(pcm, rate, realtime=not args.fast, timeout=args.timeout)
+            # A user's file may end without enough silence for the VAD: commit it after a grace period.
+            result = await client.talk(
+                pcm, rate, realtime=not args.fast, timeout=args.timeout, commit_grace_s=COMMIT_GRACE_S
+            )
         except TurnTimeout as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         _print_turn(result, Path(args.out) if args.out else None)
+        if result.committed_by_client and not args.fast:
+            print(
+                f"note: the gateway's VAD did not end the turn within {COMMIT_GRACE_S:g} s of the audio's "
+                "end; the client committed it (input.commit)"
+            )
         if result.first_audio_at and result.speech_sent_at:
             heard_ms = 1000 * (result.first_audio_at - result.speech_sent_at)
             print(
@@ -99,16 +109,17 @@ async def _talk(args: argparse.Namespace) -> int:
             )
         if args.json:
             print(json.dumps(result.done))
-        await client.send({"type": "session.end"})
+        await client.send(SessionEnd())
     return 0 if result.done and not result.errors else 1
 
 
 async def _chat(args: argparse.Namespace) -> int:
     from echo_voice.client import TurnTimeout, UnexpectedEvent, VoiceClient
+    from gateway.events import InputText, OutputAudio, SessionEnd
 
     out_dir = Path(args.out_dir)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    options: dict[str, object] = {"output_audio": {"playback": "none"}}  # replies are saved, not played
+    options: dict[str, object] = {"output_audio": OutputAudio(playback="none")}  # saved, not played
     if args.conversation:
         options["conversation_id"] = args.conversation
     async with VoiceClient(args.url) as client:
@@ -118,7 +129,7 @@ async def _chat(args: argparse.Namespace) -> int:
             print(f"error: the gateway did not start the session: {e}", file=sys.stderr)
             return 1
         print(f"conversation {started['conversation_id']} — type a message, empty line or Ctrl-D to quit")
-        turn = 0
+        turn = failed = 0
         while True:
             try:
                 line = await asyncio.to_thread(input, "you> ")
@@ -127,20 +138,47 @@ async def _chat(args: argparse.Namespace) -> int:
             if not line.strip():
                 break
             turn += 1
-            await client.send({"type": "input.text", "text": line})
+            await client.send(InputText(text=line))
             try:
                 result = await client.collect_turn(timeout=args.timeout)
             except TurnTimeout as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
             _print_turn(result, out_dir / f"reply-{turn:03d}.wav")
-        await client.send({"type": "session.end"})
+            if result.events and result.events[-1]["type"] == "connection.closed":
+                print("error: the gateway closed the connection", file=sys.stderr)
+                return 1
+            failed += bool(result.errors or not result.done)
+        await client.send(SessionEnd())
+    if failed:
+        print(f"error: {failed} of {turn} turns failed", file=sys.stderr)
+        return 1
     return 0
+
+
+def _missing_aws_extra() -> str | None:
+    """The first module of the ``aws`` extra that cannot be imported, if any."""
+    for module in ("aioboto3", "botocore"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return module
+    return None
 
 
 def _aws(args: argparse.Namespace) -> int:
     from services.common.errors import ServiceError
     from services.storage import aws_init, config
+
+    missing = _missing_aws_extra()
+    if missing is not None:
+        print(
+            f"error: `echo-voice aws {args.action}` needs the aws extra ({missing} is not installed); "
+            "install it with `.venv/bin/pip install -e '.[aws]'` in the repository "
+            "(or `pip install 'echo-voice[aws]'`)",
+            file=sys.stderr,
+        )
+        return 2
 
     try:
         asyncio.run(aws_init.init(config.load(), say=lambda line: print(f"[aws] {line}")))

@@ -9,12 +9,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
+from pydantic import BaseModel, ValidationError
 
-COMMIT_GRACE_S = 2.0  # after the audio ends, how long `talk` waits for the server's VAD to end the turn
+from gateway.events import (
+    SERVER_TYPES,
+    Error,
+    InputAudio,
+    InputCommit,
+    ResponseAudioStart,
+    ResponseDone,
+    ResponseTextDelta,
+    ServerEvent,
+    SessionStart,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptFinal,
+    TranscriptPartial,
+    parse_server_event,
+    to_wire,
+)
+
+# With talk(commit_grace_s=...): how long after the audio ends to wait for the server's VAD to end the
+# turn before the client commits it itself (what `echo-voice talk` does).
+COMMIT_GRACE_S = 2.0
 
 
 class TurnTimeout(TimeoutError):
     """The gateway did not finish a turn in time; the message says what was still missing."""
+
+
+class InvalidServerEvent(ValueError):
+    """The gateway sent a text frame that is not one of the protocol's events (a gateway bug)."""
 
 
 class UnexpectedEvent(AssertionError):
@@ -27,6 +52,22 @@ class UnexpectedEvent(AssertionError):
         else:
             got = "the connection closed"
         super().__init__(f"expected {expected}, got {got}")
+
+
+@dataclass
+class Closed:
+    """Not a server event: the connection closed (``{"type": "connection.closed"}`` as a dict)."""
+
+    type: str = "connection.closed"
+
+
+@dataclass
+class Received:
+    """One text frame from the gateway: the typed event, and the JSON object as it was sent (plus
+    ``_received_at``, the client's perf_counter() on arrival, for latency figures)."""
+
+    event: ServerEvent | Closed
+    raw: dict[str, Any]
 
 
 @dataclass
@@ -45,6 +86,10 @@ class TurnResult:
     speech_sent_at: float | None = None
     first_audio_at: float | None = None
     audio_started_at: float | None = None  # when the client began sending the utterance
+    # Who ended the user's turn: the server's VAD (speech.stopped after the last speech.started), the
+    # client (it sent input.commit), or both (a commit after the VAD had ended it does nothing).
+    vad_ended_turn: bool = False
+    committed_by_client: bool = False
 
 
 class VoiceClient:
@@ -52,7 +97,7 @@ class VoiceClient:
         self.url = url
         self.ws: Any = None
         self.started: dict[str, Any] = {}
-        self.queue: asyncio.Queue[dict[str, Any] | bytes] = asyncio.Queue()
+        self.queue: asyncio.Queue[Received | bytes | InvalidServerEvent] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> VoiceClient:
@@ -70,41 +115,59 @@ class VoiceClient:
             async for message in self.ws:
                 if isinstance(message, bytes):
                     self.queue.put_nowait(message)
-                else:
-                    event = json.loads(message)
-                    event["_received_at"] = time.perf_counter()  # client clock, for latency figures
-                    self.queue.put_nowait(event)
+                    continue
+                received_at = time.perf_counter()
+                try:
+                    event = parse_server_event(message)
+                except ValidationError as e:
+                    # Raised to whoever reads next: a malformed event must not pass as a missing one.
+                    self.queue.put_nowait(InvalidServerEvent(f"not a protocol event: {message[:200]} ({e})"))
+                    continue
+                raw = json.loads(message)
+                raw["_received_at"] = received_at
+                self.queue.put_nowait(Received(event, raw))
         except websockets.ConnectionClosed:
             pass
-        self.queue.put_nowait({"type": "connection.closed"})
+        closed = Closed()
+        self.queue.put_nowait(Received(closed, {"type": closed.type}))
 
-    async def send(self, event: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(event))
+    async def send(self, message: BaseModel | dict[str, Any]) -> None:
+        """A client message (one of gateway/events.py's classes); a dict is sent as it is, so tests
+        can send what the classes would refuse."""
+        await self.ws.send(to_wire(message) if isinstance(message, BaseModel) else json.dumps(message))
 
     async def send_audio(self, pcm: bytes) -> None:
         await self.ws.send(pcm)
 
+    async def receive(self, timeout: float = 60.0) -> Received | bytes:
+        """The next audio frame or typed event; raises InvalidServerEvent for a malformed one."""
+        item = await asyncio.wait_for(self.queue.get(), timeout)
+        if isinstance(item, InvalidServerEvent):
+            raise item
+        return item
+
     async def next_event(self, timeout: float = 60.0) -> dict[str, Any] | bytes:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+        item = await self.receive(timeout)
+        return item if isinstance(item, bytes) else item.raw
 
     async def expect(self, kind: str, timeout: float = 60.0) -> dict[str, Any]:
         """The next JSON event of type ``kind``; fails on anything else except audio/progress."""
+        if kind not in SERVER_TYPES:
+            raise ValueError(f"{kind!r} is not a server event; expected one of {list(SERVER_TYPES)}")
         deadline = time.monotonic() + timeout
         while True:
-            event = await self.next_event(max(0.1, deadline - time.monotonic()))
-            if isinstance(event, dict) and event.get("type") == kind:
-                return event
-            if isinstance(event, dict) and event.get("type") in ("error", "connection.closed"):
-                raise UnexpectedEvent(kind, event)
+            item = await self.receive(max(0.1, deadline - time.monotonic()))
+            if isinstance(item, bytes):
+                continue
+            if item.event.type == kind:
+                return item.raw
+            if isinstance(item.event, Error | Closed):
+                raise UnexpectedEvent(kind, item.raw)
 
     async def start(self, sample_rate: int = 16000, **options: Any) -> dict[str, Any]:
-        await self.send(
-            {
-                "type": "session.start",
-                "audio": {"encoding": "pcm_s16le", "sample_rate": sample_rate, "channels": 1},
-                **options,
-            }
-        )
+        """session.start with pcm_s16le mono input at ``sample_rate``; ``options`` are SessionStart's
+        other fields (``output_audio``, ``voice``, ``language``, ``conversation_id``)."""
+        await self.send(SessionStart(audio=InputAudio(sample_rate=sample_rate), **options))
         self.started = await self.expect("session.started")
         return self.started
 
@@ -120,6 +183,10 @@ class VoiceClient:
                 if ahead > 0:
                     await asyncio.sleep(ahead)
 
+    async def commit(self, result: TurnResult) -> None:
+        await self.send(InputCommit())
+        result.committed_by_client = True
+
     async def collect_turn(
         self, result: TurnResult | None = None, timeout: float = 180.0, commit_after: float | None = None
     ) -> TurnResult:
@@ -128,56 +195,56 @@ class VoiceClient:
         (transcript.final or speech.stopped) by then. Raises TurnTimeout after ``timeout`` seconds."""
         result = result or TurnResult()
         deadline = time.monotonic() + timeout
-        vad_ended = False
         while True:
             if commit_after is not None and time.perf_counter() >= commit_after:
                 commit_after = None
-                if not vad_ended and not result.transcript:
-                    await self.send({"type": "input.commit"})
+                if not result.vad_ended_turn and not result.transcript:
+                    await self.commit(result)
             wait = deadline - time.monotonic()
             if commit_after is not None:
                 wait = min(wait, commit_after - time.perf_counter())
             try:
-                event = await self.next_event(max(0.01, wait))
+                item = await self.receive(max(0.01, wait))
             except TimeoutError:
                 if time.monotonic() < deadline:
                     continue
                 raise TurnTimeout(self._missing(result, timeout)) from None
-            if isinstance(event, bytes):
+            if isinstance(item, bytes):
                 if result.first_audio_at is None:
                     result.first_audio_at = time.perf_counter()
-                result.audio += event
+                result.audio += item
                 continue
-            result.events.append(event)
-            kind = event.get("type")
-            if kind == "speech.started":
-                vad_ended = False
-            elif kind == "speech.stopped":
-                vad_ended = True
-            elif kind == "transcript.partial":
-                result.partials.append(event["text"])
-            elif kind == "transcript.final":
-                result.transcript = event["text"]
-                result.turn_id = event["turn_id"]
-                if not event["text"]:
-                    return result
-            elif kind == "response.text.delta":
-                result.deltas.append(event["delta"])
-                result.turn_id = event["turn_id"]
-            elif kind == "response.audio.start":
-                result.sample_rate = event["sample_rate"]
-            elif kind == "response.done":
-                result.done = event
-                result.reply_text = event["text"]
+            result.events.append(item.raw)
+            if self._record(result, item):
                 return result
-            elif kind == "error":
-                result.errors.append(event)
-                # An error outside a turn ends the wait; so does a failed transcription, after which
-                # no reply follows for that utterance (docs/protocol.md, "STT fails").
-                if not event.get("turn_id") or event.get("code", "").startswith("stt_"):
-                    return result
-            elif kind == "connection.closed":
-                return result
+
+    @staticmethod
+    def _record(result: TurnResult, item: Received) -> bool:
+        """Note one event in ``result``; True when it ends the turn."""
+        event = item.event
+        if isinstance(event, SpeechStarted):
+            result.vad_ended_turn = False
+        elif isinstance(event, SpeechStopped):
+            result.vad_ended_turn = True
+        elif isinstance(event, TranscriptPartial):
+            result.partials.append(event.text)
+        elif isinstance(event, TranscriptFinal):
+            result.transcript, result.turn_id = event.text, event.turn_id
+            return not event.text  # nothing intelligible: no reply follows
+        elif isinstance(event, ResponseTextDelta):
+            result.deltas.append(event.delta)
+            result.turn_id = event.turn_id
+        elif isinstance(event, ResponseAudioStart):
+            result.sample_rate = event.sample_rate
+        elif isinstance(event, ResponseDone):
+            result.done, result.reply_text = item.raw, event.text
+            return True
+        elif isinstance(event, Error):
+            result.errors.append(item.raw)
+            # An error outside a turn ends the wait; so does a failed transcription, after which
+            # no reply follows for that utterance (docs/protocol.md, "STT fails").
+            return not event.turn_id or event.code.startswith("stt_")
+        return isinstance(event, Closed)
 
     @staticmethod
     def _missing(result: TurnResult, timeout: float) -> str:
@@ -196,15 +263,19 @@ class VoiceClient:
         realtime: bool = True,
         silence_s: float = 1.0,
         timeout: float = 180.0,
+        commit_grace_s: float | None = None,
     ) -> TurnResult:
-        """Speak ``pcm``, then silence so server VAD ends the turn. Sent faster than real time, the
-        turn is committed at once (VAD timing means nothing then); in real time, input.commit follows
-        when the VAD has not ended the turn within COMMIT_GRACE_S of the audio's end."""
+        """Speak ``pcm``, then ``silence_s`` of silence, and wait for the server's VAD to end the turn.
+        Sent faster than real time, the turn is committed at once (VAD timing means nothing then). In
+        real time, only with ``commit_grace_s`` does the client commit the turn itself when the VAD has
+        not ended it that long after the audio's end. ``committed_by_client`` and ``vad_ended_turn``
+        in the result say which happened."""
         result = TurnResult(audio_started_at=time.perf_counter())
         await self.stream_audio(pcm, sample_rate, realtime)
         result.speech_sent_at = time.perf_counter()
         await self.stream_audio(b"\0" * int(sample_rate * silence_s) * 2, sample_rate, realtime)
         if not realtime:
-            await self.send({"type": "input.commit"})
+            await self.commit(result)
             return await self.collect_turn(result, timeout)
-        return await self.collect_turn(result, timeout, commit_after=time.perf_counter() + COMMIT_GRACE_S)
+        commit_after = None if commit_grace_s is None else time.perf_counter() + commit_grace_s
+        return await self.collect_turn(result, timeout, commit_after=commit_after)

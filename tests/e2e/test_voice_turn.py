@@ -58,6 +58,10 @@ async def test_spoken_turn_end_to_end(stack):
         await client.send({"type": "session.end"})
         ended = await client.expect("session.ended")
     assert not result.errors, result.errors
+    # 0. The server's VAD ended the turn: speech.stopped came, and the client never sent input.commit.
+    assert result.vad_ended_turn and not result.committed_by_client, result.events
+    kinds = [e["type"] for e in result.events]
+    assert kinds.index("speech.started") < kinds.index("speech.stopped") < kinds.index("transcript.final")
     # 1. The transcript matches the spoken words.
     assert {"capital", "city", "france"} <= words(result.transcript), result.transcript
     # 2. A non-empty reply, streamed as deltas that add up to it.
