@@ -1,0 +1,403 @@
+"""The turn engine: one state machine per voice session (gateway/turn/states.py).
+
+Client messages and the collaborators' signals go through one queue and are handled one at a time,
+so the state only changes in ``move`` and no two handlers race. The collaborators do the work: the
+listener (audio, VAD, STT), the responder (LLM, sentences, TTS), playout (sent versus heard), memory
+(context and saves) and output (the client, with the hold-back speculation needs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import events as ev
+from gateway.clients import Services
+from gateway.config import GatewaySettings
+from gateway.turn import setup
+from gateway.turn.clock import ms, now
+from gateway.turn.listener import Listener, Offload, new_turn_id
+from gateway.turn.memory import Memory, SessionInfo
+from gateway.turn.output import Output, ReplyChannel, Sink
+from gateway.turn.playout import Playout
+from gateway.turn.reply import AudioOut, Final, Partial, Reply, ReplyDone
+from gateway.turn.responder import Responder, Voice
+from gateway.turn.states import TRANSITIONS, State, Trigger
+from gateway.vad import SileroModel
+
+log = logging.getLogger("echo.gateway.engine")
+
+REPLYING = (State.THINKING, State.SPEAKING)
+PAUSE_MS = 200  # without stable partials: the quiet spell after which the last partial is speculated
+
+
+class Disconnected:
+    """The client went away."""
+
+
+@dataclass
+class Speculation:
+    started: int = 0
+    used: int = 0
+    discarded: int = 0
+
+
+@dataclass
+class Session:
+    """What session.start fixed."""
+
+    info: SessionInfo = field(default_factory=SessionInfo)
+    voice: Voice = field(default_factory=Voice)
+    realtime_playback: bool = True
+    stable_partials: bool = True
+
+
+class TurnEngine:
+    def __init__(
+        self,
+        services: Services,
+        settings: GatewaySettings,
+        vad_model: SileroModel,
+        system_prompt: str,
+        sink: Sink,
+        offload: Offload = asyncio.to_thread,
+    ) -> None:
+        self.services, self.settings, self.system_prompt = services, settings, system_prompt
+        self.vad_model, self.offload = vad_model, offload
+        self.output = Output(sink)
+        self.state = State.NEW
+        self.session = Session()
+        self.speculation = Speculation()
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.reply: Reply | None = None  # the reply the user hears
+        self.speculative: Reply | None = None  # held back until its turn is confirmed
+        self.carried: list[str] = []  # finals of earlier parts of the turn the user is still speaking
+        self.pending_finals: set[str] = set()  # ended utterances whose final transcript is awaited
+        self.vad_ended_turn = False  # then an input.commit of only silence does nothing
+        self.memory = Memory(
+            services.storage,
+            self.session.info,
+            self.output.error,
+            settings.storage_timeout_s,
+            settings.history_turns,
+        )
+        self.listener: Listener | None = None  # made by session.start
+        self.responder: Responder | None = None
+
+    # ----- the state machine ------------------------------------------------------------------
+
+    def move(self, trigger: Trigger, target: State) -> None:
+        """The only place the state changes; a move the table does not list is a bug."""
+        if target not in TRANSITIONS.get((self.state, trigger), ()):
+            raise RuntimeError(f"no move {self.state} --{trigger}--> {target}")
+        log.debug("session %s: %s --%s--> %s", self.session.info.session_id, self.state, trigger, target)
+        self.state = target
+
+    def can(self, trigger: Trigger) -> bool:
+        return (self.state, trigger) in TRANSITIONS
+
+    def listening_state(self) -> State:
+        """Where the session is when no reply runs: the user may have a turn of their own going."""
+        if self.listener is not None and self.listener.utterance is not None:
+            return State.USER_SPEAKING
+        return State.TRANSCRIBING if self.pending_finals else State.IDLE
+
+    # ----- the loop -----------------------------------------------------------------------------
+
+    def signal(self, item: Any) -> None:
+        self.inbox.put_nowait(item)
+
+    async def run(self) -> None:
+        """Handle messages and signals one at a time until the session ends."""
+        while self.state is not State.ENDED:
+            item = await self.inbox.get()
+            try:
+                await self.handle(item)
+            except ev.ProtocolError as e:
+                await self.output.error(e.code, e.message)
+            except Exception as e:  # a gateway bug must not take the session down with it
+                log.exception("unexpected error in the turn engine")
+                await self.output.error(ev.ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+    async def handle(self, item: Any) -> None:
+        if isinstance(item, Disconnected):
+            await self.end("disconnect")
+            return
+        if self.state is State.NEW and not isinstance(item, ev.SessionStart):
+            kind = "audio" if isinstance(item, bytes) else getattr(item, "type", "this")
+            raise ev.ProtocolError(ev.ErrorCode.SESSION_NOT_STARTED, f"send session.start before {kind}")
+        match item:
+            case bytes():
+                await self.on_audio(item)
+            case Partial():
+                await self.on_partial(item)
+            case Final():
+                await self.on_final(item)
+            case AudioOut(reply=reply) if reply is self.reply and self.state is State.THINKING:
+                self.move(Trigger.AUDIO_OUT, State.SPEAKING)
+            case ReplyDone(reply=reply) if reply is self.reply and self.state in REPLYING:
+                await self.finish(reply)
+                self.move(Trigger.REPLY_DONE, self.listening_state())
+            case ev.SessionStart():
+                await setup.start_session(self, item)
+                self.move(Trigger.START, State.IDLE)
+            case ev.InputText():
+                await self.on_text(item.text)
+            case ev.InputCommit():
+                await self.on_commit()
+            case ev.ResponseCancel() if self.state in REPLYING:
+                await self.interrupt("client_cancel")
+                self.move(Trigger.CANCEL, self.listening_state())
+            case ev.PlaybackPosition() if self.reply is not None and self.reply.turn_id == item.turn_id:
+                self.reply.playout.report(item.ms)
+            case ev.SessionEnd():
+                await self.end("session_end")
+
+    # ----- the user's turn --------------------------------------------------------------------
+
+    async def on_audio(self, data: bytes) -> None:
+        limit = self.settings.max_frame_bytes
+        if len(data) > limit:
+            raise ev.ProtocolError(
+                ev.ErrorCode.FRAME_TOO_LARGE, f"audio frame of {len(data)} bytes; the limit is {limit}"
+            )
+        listener = self.listener
+        assert listener is not None
+        heard = await listener.hear(data)
+        spec = self.speculative
+        if spec is not None and listener.voice_frame > (spec.speculated_at_frame or 0):
+            self.discard_speculation()  # the user was only pausing
+            if self.state is State.END_PENDING:
+                self.move(Trigger.RESUME, State.USER_SPEAKING)
+        if heard.speech_started_at_s is not None:
+            await self.on_speech_start(heard.speech_started_at_s)
+        if heard.speech_ended_at_s is not None:
+            await self.output.send(ev.SpeechStopped(at_ms=ms(heard.speech_ended_at_s)))
+            self.end_utterance(heard.speech_end_time)
+        elif heard.too_long:
+            self.end_utterance(now())
+        elif listener.utterance is not None and self.pausing_without_stable_partials():
+            await self.on_partial(Partial(listener.utterance.turn_id, listener.last_partial, stable=True))
+
+    def pausing_without_stable_partials(self) -> bool:
+        listener = self.listener
+        assert listener is not None
+        return (
+            not self.session.stable_partials
+            and self.state is State.USER_SPEAKING
+            and listener.quiet_ms >= PAUSE_MS
+            and bool(listener.last_partial)
+        )
+
+    async def on_speech_start(self, at_s: float) -> None:
+        await self.output.send(ev.SpeechStarted(at_ms=ms(at_s)))
+        assert self.listener is not None
+        if self.listener.utterance is None:
+            self.listener.open()
+        self.vad_ended_turn = False
+        if self.state in REPLYING and not self.settings.barge_in:
+            self.move(Trigger.SPEECH_START, self.state)  # the reply goes on while the user speaks
+            return
+        await self.interrupt("barge_in")
+        self.move(Trigger.SPEECH_START, State.USER_SPEAKING)
+
+    def end_utterance(self, speech_end: float) -> None:
+        assert self.listener is not None
+        utterance = self.listener.finish(speech_end)
+        if utterance is None:
+            return
+        self.vad_ended_turn = True
+        self.pending_finals.add(utterance.turn_id)
+        replying = self.reply is not None and self.state in REPLYING
+        self.move(Trigger.SPEECH_END, self.state if replying else State.TRANSCRIBING)
+
+    async def on_commit(self) -> None:
+        """input.commit: end the user's turn now, VAD or not."""
+        listener = self.listener
+        assert listener is not None
+        if listener.utterance is None:
+            if listener.pending_is_quiet():
+                if self.vad_ended_turn:
+                    self.vad_ended_turn = False
+                    return  # the VAD already ended this turn; its reply is on the way
+                raise ev.ProtocolError(ev.ErrorCode.EMPTY_INPUT, "input.commit: no audio since the last turn")
+            await self.interrupt("new_input")
+            listener.open(with_pending=True)
+        self.end_utterance(now())
+
+    async def on_partial(self, partial: Partial) -> None:
+        listener = self.listener
+        if (
+            listener is None
+            or listener.utterance is None
+            or listener.utterance.turn_id != partial.utterance_id
+        ):
+            return  # the utterance is over: its final is what counts
+        await self.output.send(ev.TranscriptPartial(turn_id=partial.utterance_id, text=partial.text))
+        if not (partial.stable and self.settings.speculate and self.can(Trigger.PAUSE)):
+            return
+        text = " ".join([*self.carried, partial.text])
+        if self.speculative is not None and self.speculative.user_text == text:
+            return
+        self.discard_speculation()
+        self.speculative = self.new_reply(
+            partial.utterance_id, text, now(), speculated_at=listener.voice_frame
+        )
+        self.speculation.started += 1
+        self.move(Trigger.PAUSE, State.END_PENDING)
+
+    async def on_final(self, final: Final) -> None:
+        utterance = final.utterance
+        self.pending_finals.discard(utterance.turn_id)
+        if final.error is not None:
+            await self.output.error(final.error[0], final.error[1], utterance.turn_id)
+        got = now()
+        await self.output.send(ev.TranscriptFinal(turn_id=utterance.turn_id, text=final.text))
+        listener = self.listener
+        assert listener is not None
+        if self.state in (State.USER_SPEAKING, State.END_PENDING):
+            if listener.utterance is utterance:  # STT failed while the user was still speaking
+                listener.cancel()
+                self.discard_speculation()
+                self.move(Trigger.FINAL_EMPTY, State.IDLE)
+            elif final.text:  # an earlier part: carried into the turn still being spoken
+                self.carried.append(final.text)
+                self.move(Trigger.FINAL, self.state)
+            else:
+                self.move(Trigger.FINAL_EMPTY, self.state)
+            return
+        text = " ".join([*self.carried, final.text]).strip()
+        self.carried = []
+        spec, self.speculative = self.speculative, None
+        if not final.text:
+            if spec is not None:
+                self.discard(spec)
+            if self.can(Trigger.FINAL_EMPTY):
+                self.move(
+                    Trigger.FINAL_EMPTY, self.state if self.state in REPLYING else self.listening_state()
+                )
+            return  # nothing intelligible: no reply (documented)
+        timings = {
+            "endpointing": ms(utterance.finished_at - utterance.speech_end),
+            "stt": ms(got - utterance.finished_at),
+            "stt_decode": final.decode_ms,
+        }
+        await self.interrupt("new_input")
+        if spec is not None and spec.user_text == text:
+            # The speculative reply was for exactly this turn: it becomes the reply, output released.
+            self.speculation.used += 1
+            spec.input_audio, spec.speech_end = bytes(utterance.audio), utterance.speech_end
+            spec.timings.update(timings)
+            self.reply = spec
+            self.move(Trigger.FINAL, State.THINKING)
+            assert spec.channel is not None
+            await spec.channel.release()
+            return
+        if spec is not None:
+            self.discard(spec)
+        self.reply = self.new_reply(utterance.turn_id, text, utterance.speech_end, bytes(utterance.audio))
+        self.reply.timings.update(timings)
+        self.move(Trigger.FINAL, State.THINKING)
+
+    async def on_text(self, text: str) -> None:
+        if not text.strip():
+            raise ev.ProtocolError(ev.ErrorCode.EMPTY_INPUT, "input.text: 'text' is empty")
+        limit = self.settings.max_text_chars
+        if len(text) > limit:
+            raise ev.ProtocolError(
+                ev.ErrorCode.TEXT_TOO_LONG, f"input.text is {len(text)} characters; the limit is {limit}"
+            )
+        await self.interrupt("new_input")
+        self.reply = self.new_reply(new_turn_id(), text.strip(), now())
+        self.move(Trigger.TEXT, State.THINKING)
+
+    # ----- replies ------------------------------------------------------------------------------
+
+    def new_reply(
+        self, turn_id: str, text: str, speech_end: float, audio: bytes = b"", speculated_at: int | None = None
+    ) -> Reply:
+        session = self.session
+        playout = Playout(session.voice.sample_rate, session.realtime_playback)
+        reply = Reply(turn_id, text, audio, speech_end, playout, speculated_at_frame=speculated_at)
+        reply.channel = ReplyChannel(self.output, reply, held=reply.speculative, on_audio_out=self.audio_out)
+        assert self.responder is not None
+        messages = self.memory.messages(self.system_prompt, text)
+        reply.task = asyncio.create_task(self.responder.run(reply, reply.channel, messages))
+        return reply
+
+    def audio_out(self, reply: Reply) -> None:
+        self.signal(AudioOut(reply))
+
+    async def interrupt(self, reason: str) -> None:
+        """Stop the reply in progress, if any, wait until it has wound down, and finish it."""
+        reply = self.reply
+        if reply is None or reply.task is None:
+            return
+        if not reply.task.done():
+            reply.interrupt_reason = reason
+            reply.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reply.task
+        await self.finish(reply)
+
+    async def finish(self, reply: Reply) -> None:
+        """response.done, and the turn into memory: only what the user heard."""
+        if self.reply is not reply:
+            return
+        self.reply = None
+        assert reply.channel is not None
+        await reply.channel.end_audio()
+        sent = reply.playout.sent_ms
+        reply.heard_ms = reply.playout.heard_ms() if reply.interrupted else sent
+        reply.spoken = reply.spoken_text(reply.heard_ms)
+        await reply.channel.send(
+            ev.ResponseDone(
+                turn_id=reply.turn_id,
+                text=reply.spoken,
+                interrupted=reply.interrupted,
+                interrupt_reason=reply.interrupt_reason or None,
+                cancelled_calls=reply.cancelled_calls if reply.interrupted else None,
+                usage=reply.usage_summary(),
+                timings_ms=reply.timings,
+                audio_ms=ev.AudioMs(sent=round(sent, 1), heard=round(reply.heard_ms, 1)),
+                error=reply.error or None,
+                speculative=True if reply.speculative else None,
+            )
+        )
+        self.memory.remember(reply)
+
+    def discard_speculation(self) -> None:
+        spec, self.speculative = self.speculative, None
+        if spec is not None:
+            self.discard(spec)
+
+    def discard(self, spec: Reply) -> None:
+        """A speculation nobody heard: cancelled, no events, no memory."""
+        assert spec.channel is not None
+        spec.channel.discard()
+        self.speculation.discarded += 1
+        if spec.task is not None:
+            spec.task.cancel()
+
+    # ----- the end ----------------------------------------------------------------------------
+
+    async def end(self, reason: str) -> None:
+        """session.end (answered with session.ended) or a disconnect: no turn is lost."""
+        if self.listener is not None and reason == "disconnect":
+            self.listener.cancel()
+        self.discard_speculation()
+        await self.interrupt(reason)
+        await self.memory.flush()
+        if reason == "session_end":
+            s = self.speculation
+            await self.output.send(
+                ev.SessionEnded(
+                    session_id=self.session.info.session_id,
+                    unsaved_turns=len(self.memory.unsaved),
+                    speculation=ev.Speculation(started=s.started, used=s.used, discarded=s.discarded),
+                )
+            )
+        self.move(Trigger.END, State.ENDED)
