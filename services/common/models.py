@@ -6,13 +6,14 @@ into the cache atomically, so a half-finished pull never looks like a model.
 
 Every model is pinned: a single-file model by the hash of the joined file, a folder model by the hash
 of each file in it. ``pull`` re-hashes a cached model and fetches it again when it no longer matches;
-``resolve`` (what the services call at start) re-hashes only when a file's size or mtime changed since
-the last verification, so a service start does not read hundreds of MB twice, yet a file rewritten or
-truncated in the cache is reported instead of loaded.
+``resolve`` (what the services call at start, off the event loop through ``resolve_async``) re-hashes
+only when a file's size or mtime changed since the last verification, so a service start does not read
+hundreds of MB twice, yet a file rewritten or truncated in the cache is reported instead of loaded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import json
@@ -181,6 +182,12 @@ def resolve(name_or_path: str) -> Path:
             )
         _write_stamp(name_or_path, path)
     return path
+
+
+async def resolve_async(name_or_path: str) -> Path:
+    """``resolve`` for async code (the services' start()): hashing a model reads hundreds of MB, so it
+    runs in a worker thread and the event loop keeps answering health checks meanwhile."""
+    return await asyncio.to_thread(resolve, name_or_path)
 
 
 def _files(s: ModelSpec, root: Path) -> list[str]:

@@ -76,7 +76,7 @@ class LlamaCppBackend:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         try:
-            self.model_path = models.resolve(self.settings.model)
+            self.model_path = await models.resolve_async(self.settings.model)
         except models.ModelError as e:
             raise ConfigError(f"ECHO_LLM_MODEL={self.settings.model!r}: {e}") from e
         log.info("loading %s from %s", self.settings.model, self.model_path)

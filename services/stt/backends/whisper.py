@@ -84,7 +84,7 @@ class WhisperBackend:
     async def start(self) -> None:
         from faster_whisper import WhisperModel
 
-        path = models.resolve(self.settings.model)
+        path = await models.resolve_async(self.settings.model)
         log.info("loading Whisper model from %s", path)
         started = time.monotonic()
         self.model = await asyncio.to_thread(

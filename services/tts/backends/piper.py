@@ -39,7 +39,7 @@ class PiperBackend:
         from piper import PiperVoice
 
         started = time.monotonic()
-        for onnx in _voice_files(models.resolve(self.settings.voice)):
+        for onnx in _voice_files(await models.resolve_async(self.settings.voice)):
             voice = await asyncio.to_thread(PiperVoice.load, onnx)
             name = onnx.name.removesuffix(".onnx")
             self._voices[name] = voice
