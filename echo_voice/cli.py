@@ -168,7 +168,8 @@ def _missing_aws_extra() -> str | None:
 
 def _aws(args: argparse.Namespace) -> int:
     from services.common.errors import ServiceError
-    from services.storage import aws_init, config
+    from services.storage import aws_init
+    from services.storage.backends.aws import load_aws_storage_settings
 
     missing = _missing_aws_extra()
     if missing is not None:
@@ -181,7 +182,7 @@ def _aws(args: argparse.Namespace) -> int:
         return 2
 
     try:
-        asyncio.run(aws_init.init(config.load(), say=lambda line: print(f"[aws] {line}")))
+        asyncio.run(aws_init.init(load_aws_storage_settings(), say=lambda line: print(f"[aws] {line}")))
     except ServiceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -96,7 +96,7 @@ async def test_get_capabilities_over_grpc(service: str) -> None:
 
 @pytest.mark.parametrize(
     "registry",
-    [stt_backends.BACKENDS, llm_backends.BACKENDS, tts_backends.BACKENDS, storage_backends.BACKENDS],
+    [b.REGISTRY.providers for b in (stt_backends, llm_backends, tts_backends, storage_backends)],
 )
 def test_every_registered_backend_declares_its_capabilities(registry: dict[str, str]) -> None:
     for name, target in registry.items():

@@ -27,8 +27,13 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.llm.backends.llamacpp import LlamaCppBackend
-from services.llm.backends.openai_compat import OpenAICompatBackend, error_for_response
+from services.llm.backends.llamacpp import LlamaCppBackend, LlamaCppSettings
+from services.llm.backends.openai_compat import (
+    OllamaBackend,
+    OpenAICompatBackend,
+    OpenAICompatSettings,
+    error_for_response,
+)
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 from tests.conftest import require_model
@@ -85,7 +90,7 @@ async def stub(llm_service):
 async def local_backend():
     """The same backend in this process, to watch its worker directly and as a reference."""
     require_model(MODEL)
-    backend = LlamaCppBackend(LLMSettings(model=MODEL))
+    backend = LlamaCppBackend(LLMSettings(), LlamaCppSettings(model=MODEL))
     await backend.start()
     yield backend
     await backend.close()
@@ -444,8 +449,10 @@ async def test_http_backend_summarize_and_list_models(http_stub):
 async def test_http_backend_prices_the_usage_from_the_table(openai_server, tmp_path):
     prices = tmp_path / "prices.yaml"
     prices.write_text(f"models:\n  {MODEL}: {{input: 1.0, output: 3.0}}\n")
-    settings = LLMSettings(backend="openai", base_url=openai_server, model=MODEL, prices_file=str(prices))
-    backend = OpenAICompatBackend(settings)
+    backend = OpenAICompatBackend(
+        LLMSettings(backend="openai", prices_file=str(prices)),
+        OpenAICompatSettings(base_url=openai_server, model=MODEL),
+    )
     await backend.start()
     try:
         request = llm_pb2.GenerateRequest(
@@ -468,7 +475,9 @@ async def test_http_backend_reports_a_stream_the_server_abandons(http_stub):
 
 
 async def test_http_backend_wrong_path_is_not_found(openai_server):
-    backend = OpenAICompatBackend(LLMSettings(backend="openai", base_url=f"{openai_server}/nothing/here"))
+    backend = OpenAICompatBackend(
+        LLMSettings(), OpenAICompatSettings(base_url=f"{openai_server}/nothing/here")
+    )
     await backend.start()
     try:
         with pytest.raises(NotFound, match="404"):
@@ -505,7 +514,7 @@ def test_http_status_mapping_keeps_the_servers_message(status, body, error):
 
 
 async def test_http_backend_cancel_closes_the_response(openai_server):
-    backend = OpenAICompatBackend(LLMSettings(backend="ollama", base_url=openai_server, model=MODEL))
+    backend = OllamaBackend(LLMSettings(), OpenAICompatSettings(base_url=openai_server, model=MODEL))
     await backend.start()
     try:
         stream = backend.generate(long_reply_request(max_tokens=300))

@@ -8,16 +8,16 @@ import statistics
 import sys
 
 from echo.v1 import llm_pb2
-from services.llm.backends.llamacpp import LlamaCppBackend
+from services.llm.backends.llamacpp import LlamaCppBackend, load_llamacpp_settings
 from services.llm.config import load
 
 PROMPT = "Explain in a short paragraph why the sky is blue."
 
 
 async def measure(model: str, runs: int = 3, max_tokens: int = 128) -> None:
-    settings = load()
+    settings = load_llamacpp_settings()
     settings.model = model
-    backend = LlamaCppBackend(settings)
+    backend = LlamaCppBackend(load(), settings)
     await backend.start()
     first, speed = [], []
     try:

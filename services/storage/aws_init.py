@@ -12,7 +12,7 @@ from typing import Any
 from services.common import aws
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument
-from services.storage.config import StorageSettings, check_s3_encryption
+from services.storage.backends.aws import AwsStorageSettings, check_s3_encryption
 
 TTL_ATTRIBUTE = "ttl"
 LIFECYCLE_RULE = "audio-to-infrequent-access-then-expire"
@@ -69,7 +69,7 @@ def _not_implemented(error: Exception) -> bool:
     return aws.error_code(error) in ("NotImplemented", "NotImplementedException")
 
 
-async def _bucket(s3: Any, settings: StorageSettings, region: str, say: Callable[[str], None]) -> None:
+async def _bucket(s3: Any, settings: AwsStorageSettings, region: str, say: Callable[[str], None]) -> None:
     from botocore.exceptions import ClientError
 
     name = settings.bucket
@@ -135,7 +135,7 @@ async def _bucket(s3: Any, settings: StorageSettings, region: str, say: Callable
         )
 
 
-async def init(settings: StorageSettings, say: Callable[[str], None] = print) -> None:
+async def init(settings: AwsStorageSettings, say: Callable[[str], None] = print) -> None:
     try:
         check_s3_encryption(settings)
     except ConfigError as e:  # the command reports service errors as "error: ..." (no traceback)

@@ -16,7 +16,7 @@ from services.common.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from services.tts.backends.polly import PhraseCache, PollyBackend
+from services.tts.backends.polly import PhraseCache, PollyBackend, PollySettings
 from services.tts.config import TTSSettings
 from tests.aws.conftest import isolated_aws_env
 from tests.aws.standins import Reply, sdk_response
@@ -201,7 +201,9 @@ def test_phrase_cache_evicts_the_least_recently_used_within_both_bounds():
 
 async def test_the_backend_cache_is_bounded(aws_env):
     # moto's audio is 8 bytes: room for two phrases in 20 bytes, though four entries are allowed.
-    backend = PollyBackend(TTSSettings(backend="polly", polly_cache_entries=4, polly_cache_bytes=20))
+    backend = PollyBackend(
+        TTSSettings(backend="polly"), PollySettings(polly_cache_entries=4, polly_cache_bytes=20)
+    )
     await backend.start()
     recorder = Recorder()
     backend.client.meta.events.register("before-send.polly.SynthesizeSpeech", recorder)

@@ -9,7 +9,7 @@ import uuid
 import boto3
 import pytest
 
-from services.storage.backends.aws import AwsBackend
+from services.storage.backends.aws import AwsBackend, AwsStorageSettings
 from services.storage.config import StorageSettings
 from tests.aws.conftest import isolated_aws_env
 from tests.aws.storage_standin import run_aws_init
@@ -129,8 +129,7 @@ def test_init_with_sse_kms(moto_url, names):
 
 
 async def test_the_backend_writes_audio_with_sse_kms(moto_url, names, aws_env):
-    settings = StorageSettings(
-        backend="aws",
+    settings = AwsStorageSettings(
         table_conversations=names["DYNAMODB_TABLE_CONVERSATIONS"],
         table_sessions=names["DYNAMODB_TABLE_SESSIONS"],
         bucket=names["S3_BUCKET_AUDIO"],
@@ -139,7 +138,7 @@ async def test_the_backend_writes_audio_with_sse_kms(moto_url, names, aws_env):
     )
     init = run_aws_init(isolated_aws_env(moto_url, **names))
     assert init.returncode == 0, init.stderr
-    backend = AwsBackend(settings)
+    backend = AwsBackend(StorageSettings(backend="aws"), settings)
     await backend.start()
     try:
 

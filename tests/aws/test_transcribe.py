@@ -18,9 +18,9 @@ from echo.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 from services.common.audio import float_to_pcm16, pcm16_to_float, wav_bytes
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, ResourceExhausted
-from services.stt import config as stt_config
 from services.stt.backends.transcribe import TranscribeBackend
-from services.stt.backends.whisper import WhisperBackend
+from services.stt.backends.transcribe_settings import TranscribeSettings, load_transcribe_settings
+from services.stt.backends.whisper import WhisperBackend, WhisperSettings
 from services.stt.config import STTSettings
 from services.stt.server import SpeechToTextServicer
 from tests.aws.conftest import TranscribeStandIn, isolated_aws_env
@@ -54,8 +54,12 @@ def stream_config(**kw: object) -> stt_pb2.RecognitionConfig:
     )
 
 
-def transcribe_settings(**kw: object) -> STTSettings:
-    return STTSettings(backend="transcribe", **kw)  # type: ignore[arg-type]
+def transcribe_settings(**kw: object) -> TranscribeSettings:
+    return TranscribeSettings(**kw)  # type: ignore[arg-type]
+
+
+def transcribe_backend(settings: TranscribeSettings) -> TranscribeBackend:
+    return TranscribeBackend(STTSettings(backend="transcribe"), settings)
 
 
 @pytest.fixture
@@ -77,8 +81,8 @@ def speech_models() -> None:
     require_model("piper-joe")
 
 
-async def started(settings: STTSettings) -> TranscribeBackend:
-    backend = TranscribeBackend(settings)
+async def started(settings: TranscribeSettings) -> TranscribeBackend:
+    backend = transcribe_backend(settings)
     await backend.start()
     return backend
 
@@ -445,7 +449,7 @@ async def test_fallback_to_whisper_transcribes_the_real_speech(
     streaming_env, transcribe_standin, speech_models, mode
 ):
     transcribe_standin.script(mode=mode, transcript="scripted words that must not appear")
-    backend = await started(transcribe_settings(fallback="whisper", model="whisper-tiny.en"))
+    backend = await started(transcribe_settings(fallback="whisper"))
     pcm = speech_pcm(SPOKEN, RATE, tail_s=0.3)
     # Real time when Transcribe breaks mid-way, so it has only heard part of the utterance by then.
     realtime = mode == "midstream_error"
@@ -467,7 +471,7 @@ async def test_fallback_to_whisper_transcribes_the_real_speech(
 
 async def test_fallback_when_transcribe_is_unreachable(streaming_env, speech_models, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_TRANSCRIBE_STREAMING", f"https://localhost:{free_port()}")
-    backend = await started(transcribe_settings(fallback="whisper", model="whisper-tiny.en"))
+    backend = await started(transcribe_settings(fallback="whisper"))
     pcm = speech_pcm(SPOKEN, RATE, tail_s=0.3)
     events = await collect(backend, stream_config(), pcm)
     assert [e.kind for e in events] == [stt_pb2.TranscriptEvent.FINAL]
@@ -478,7 +482,7 @@ async def test_fallback_when_transcribe_is_unreachable(streaming_env, speech_mod
 async def test_fallback_does_not_hide_access_denied(streaming_env, transcribe_standin, speech_models):
     # Credentials and permissions are for an operator to fix: a fallback would only hide them.
     transcribe_standin.script(mode="access_denied")
-    backend = await started(transcribe_settings(fallback="whisper", model="whisper-tiny.en"))
+    backend = await started(transcribe_settings(fallback="whisper"))
     async with serving(backend) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await grpc_stream(stub, stream_config(), b"")
@@ -515,7 +519,7 @@ async def test_webm_opus_reaches_transcribe_as_16k_pcm_of_the_same_speech(
     assert len(pcm) == record["audio_bytes"] and len(pcm) / 2 / RATE == pytest.approx(seconds, abs=0.05)
     assert np.abs(pcm16_to_float(pcm)).max() > 0.1  # speech, not silence
     # What Transcribe received is the speech that was sent: Whisper hears the words in it.
-    whisper = WhisperBackend(STTSettings(model="whisper-tiny.en"))
+    whisper = WhisperBackend(STTSettings(), WhisperSettings(model="whisper-tiny.en"))
     await whisper.start()
     heard = await whisper.recognize(stt_pb2.RecognizeRequest(config=stream_config(language="en"), audio=pcm))
     assert {"book", "table", "seven", "tonight"} <= words(heard.text), heard.text
@@ -539,7 +543,7 @@ def test_config_yaml_transcribe_block_loads_into_settings(tmp_path, monkeypatch)
     path.write_text(CONFIG_YAML)
     monkeypatch.setenv("ECHO_CONFIG", str(path))
     monkeypatch.delenv("ECHO_STT_TRANSCRIBE_LANGUAGE_CODE", raising=False)
-    settings = stt_config.load()
+    settings = load_transcribe_settings()
     assert settings.transcribe_language_code == "en-GB"
     assert settings.transcribe_media_encoding == "pcm"
     assert settings.transcribe_sample_rate == 8000
@@ -547,7 +551,7 @@ def test_config_yaml_transcribe_block_loads_into_settings(tmp_path, monkeypatch)
     assert settings.transcribe_vocabulary_name == "echo-terms"
     # The environment wins over the file.
     monkeypatch.setenv("ECHO_STT_TRANSCRIBE_LANGUAGE_CODE", "en-AU")
-    assert stt_config.load().transcribe_language_code == "en-AU"
+    assert load_transcribe_settings().transcribe_language_code == "en-AU"
 
 
 @pytest.mark.parametrize(
@@ -564,7 +568,7 @@ def test_bad_config_yaml_is_a_clear_error(tmp_path, monkeypatch, yaml_text, mess
     path.write_text(yaml_text)
     monkeypatch.setenv("ECHO_CONFIG", str(path))
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        stt_config.load()
+        load_transcribe_settings()
 
 
 @pytest.mark.parametrize(
@@ -578,7 +582,7 @@ def test_bad_config_yaml_is_a_clear_error(tmp_path, monkeypatch, yaml_text, mess
 )
 def test_unusable_transcribe_settings_fail_at_startup(setting, message):
     with pytest.raises(ConfigError, match=message):
-        TranscribeBackend(transcribe_settings(**setting))
+        transcribe_backend(transcribe_settings(**setting))
 
 
 async def test_config_yaml_reaches_the_request_through_the_service_process(

@@ -25,7 +25,13 @@ from services.common.audio import read_wav, wav_bytes
 from services.stt.backends.transcribe import TranscribeBackend
 from tests.aws.conftest import isolated_aws_env
 from tests.aws.standins import HttpStandIn, Reply, Request, start_moto
-from tests.aws.test_transcribe import serving, speech_models, tone_pcm, transcribe_settings  # noqa: F401
+from tests.aws.test_transcribe import (  # noqa: F401
+    serving,
+    speech_models,
+    tone_pcm,
+    transcribe_backend,
+    transcribe_settings,
+)
 from tests.servicetools import free_port
 from tests.speech import speech_pcm, words
 
@@ -165,7 +171,7 @@ async def vocabulary(moto_url: str) -> str:
 async def backend_for(**settings: Any) -> tuple[TranscribeBackend, TranscribeOutput]:
     output = TranscribeOutput(**settings.pop("output", {}))
     settings.setdefault("transcribe_batch_over_s", 1.0)
-    backend = TranscribeBackend(transcribe_settings(transcribe_poll_interval_s=0.01, **settings))
+    backend = transcribe_backend(transcribe_settings(transcribe_poll_interval_s=0.01, **settings))
     output.register(backend)
     await backend.start()
     return backend, output
@@ -390,7 +396,7 @@ async def test_batch_without_credentials_is_unauthenticated(bucket, monkeypatch)
 async def test_batch_falls_back_to_whisper_when_s3_is_unreachable(bucket, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
     backend, output = await backend_for(
-        s3_bucket_audio=bucket, fallback="whisper", model="whisper-tiny.en", transcribe_language_code="auto"
+        s3_bucket_audio=bucket, fallback="whisper", transcribe_language_code="auto"
     )
     pcm = speech_pcm("Remind me to water the plants on Sunday.", 16000)
     async with serving(backend) as stub:

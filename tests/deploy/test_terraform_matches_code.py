@@ -15,7 +15,7 @@ from botocore import xform_name
 
 from gateway import cloudwatch_metrics
 from gateway.config import GatewaySettings
-from services.storage.config import StorageSettings
+from services.storage.backends.aws import AwsStorageSettings
 from tests.deploy.conftest import REPO, TerraformModule
 
 # Per service: the code that calls AWS, the botocore services those calls go to, and the calls whose
@@ -121,8 +121,8 @@ def _env_name(settings: type, prefix: str, field: str) -> str:
 
 def test_storage_encryption_settings_are_the_ones_the_code_reads(root_module: TerraformModule) -> None:
     env = root_module.modules["storage"]["environment"]
-    assert env[_env_name(StorageSettings, "ECHO_STORAGE_", "s3_encryption")] == "aws:kms"
-    assert env[_env_name(StorageSettings, "ECHO_STORAGE_", "kms_key_id")] == "${aws_kms_key.main.arn}"
+    assert env[_env_name(AwsStorageSettings, "ECHO_STORAGE_", "s3_encryption")] == "aws:kms"
+    assert env[_env_name(AwsStorageSettings, "ECHO_STORAGE_", "kms_key_id")] == "${aws_kms_key.main.arn}"
 
 
 def test_session_metric_names_match_the_gateway(

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import yaml
 from echo.v1 import llm_pb2
 from services.common import aws
 from services.common.capabilities import BackendCapabilities
-from services.common.config import ConfigError
+from services.common.config import ConfigError, load_settings
 from services.common.errors import NotFound, ResourceExhausted, ServiceError, Unavailable
 from services.llm import summary
 from services.llm.backends.base import done_event
@@ -28,6 +29,25 @@ from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
 log = logging.getLogger("echo.llm.bedrock")
+
+
+@dataclass
+class BedrockSettings:
+    """Roadmap names (BEDROCK_MODEL_ID, BEDROCK_REGION); endpoints come from the SDK's own variables."""
+
+    bedrock_model_id: str = field(default="", metadata={"env": "BEDROCK_MODEL_ID", "help": "the quick model"})
+    bedrock_region: str = field(default="", metadata={"env": "BEDROCK_REGION", "help": "Bedrock region"})
+    bedrock_models_file: str = field(
+        default="",
+        metadata={"help": "purpose -> model/fallback table (default: services/llm/bedrock_models.yaml)"},
+    )
+    request_timeout_s: float = field(default=60.0, metadata={"help": "read timeout per call"})
+
+
+def load_bedrock_settings() -> BedrockSettings:
+    return load_settings(BedrockSettings, prefix="ECHO_LLM_", section="llm")
+
+
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "bedrock_models.yaml"
 PURPOSES = ("quick", "complex", "summarize", "cheap")
 
@@ -70,13 +90,16 @@ class BedrockBackend:
     name = "bedrock"
     capabilities = BackendCapabilities(streaming=True)
 
-    def __init__(self, settings: LLMSettings) -> None:
-        self.settings = settings
+    requires = ("aioboto3",)
+
+    def __init__(self, service: LLMSettings, settings: BedrockSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings = settings or load_bedrock_settings()
         self.table = load_model_table(settings.bedrock_models_file)
         if settings.bedrock_model_id:
             _, fallback = self.table["quick"]
             self.table["quick"] = (settings.bedrock_model_id, fallback)
-        self.prices = PriceTable.load(settings.prices_file)
+        self.prices = PriceTable.load(service.prices_file)
         self.client: Any = None
         self._stack = AsyncExitStack()
         self._region = settings.bedrock_region or None
@@ -106,9 +129,9 @@ class BedrockBackend:
     async def generate(self, request: llm_pb2.GenerateRequest) -> AsyncIterator[llm_pb2.GenerateEvent]:
         messages, system = converse_messages(list(request.messages))
         sampling = request.sampling
-        inference: dict[str, Any] = {"maxTokens": sampling.max_tokens or self.settings.max_tokens}
-        inference["temperature"] = sampling.temperature or self.settings.temperature
-        inference["topP"] = sampling.top_p or self.settings.top_p
+        inference: dict[str, Any] = {"maxTokens": sampling.max_tokens or self.service.max_tokens}
+        inference["temperature"] = sampling.temperature or self.service.temperature
+        inference["topP"] = sampling.top_p or self.service.top_p
         if sampling.stop:
             inference["stopSequences"] = list(sampling.stop)
         models = self._models(request)
@@ -183,7 +206,7 @@ class BedrockBackend:
         )
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
-        return await summary.summarize(self, request, self.settings.summary_max_tokens)
+        return await summary.summarize(self, request, self.service.summary_max_tokens)
 
     async def list_models(self) -> list[llm_pb2.ModelInfo]:
         """The configured models (by purpose) and the text models of the Bedrock catalogue that stream."""

@@ -53,9 +53,9 @@ class FakeLLMBackend:
     name = "fake"
     capabilities = BackendCapabilities(streaming=True)
 
-    def __init__(self, settings: LLMSettings, fake: FakeLLMSettings | None = None) -> None:
-        self.service_settings = settings
-        self.settings = fake if fake is not None else load_fake_settings()
+    def __init__(self, service: LLMSettings, settings: FakeLLMSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings or load_fake_settings()
         self._script: deque[str] = deque(r for r in self.settings.replies.split("|") if r.strip())
         self.prices = PriceTable({MODEL: Price(0.0, 0.0)})
         self.requests: list[llm_pb2.GenerateRequest] = []  # every Generate request, as received
@@ -94,7 +94,7 @@ class FakeLLMBackend:
             if stop and stop in reply:
                 reply = reply[: reply.index(stop)]
         pieces = tokens(reply)
-        limit = request.sampling.max_tokens or self.service_settings.max_tokens
+        limit = request.sampling.max_tokens or self.service.max_tokens
         if len(pieces) > limit:
             pieces, stop_reason = pieces[:limit], "length"
         first_token_ms = 0.0

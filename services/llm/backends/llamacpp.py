@@ -19,7 +19,7 @@ from typing import Any
 from echo.v1 import llm_pb2
 from services.common import models
 from services.common.capabilities import BackendCapabilities
-from services.common.config import ConfigError
+from services.common.config import ConfigError, load_settings
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.llm import summary
 from services.llm.backends.base import done_event
@@ -27,6 +27,18 @@ from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
 log = logging.getLogger("echo.llm.llamacpp")
+
+
+@dataclass
+class LlamaCppSettings:
+    model: str = field(default="qwen2.5-coder-0.5b", metadata={"help": "model name or .gguf path"})
+    threads: int = field(default=2, metadata={"help": "CPU threads for llama.cpp"})
+    context_tokens: int = field(default=2048, metadata={"help": "context window (prompt + reply) in tokens"})
+
+
+def load_llamacpp_settings() -> LlamaCppSettings:
+    return load_settings(LlamaCppSettings, prefix="ECHO_LLM_", section="llm")
+
 
 # Used only for a GGUF that carries no chat template of its own.
 CHATML_TEMPLATE = (
@@ -58,9 +70,12 @@ class LlamaCppBackend:
     name = "llamacpp"
     capabilities = BackendCapabilities(streaming=True)
 
-    def __init__(self, settings: LLMSettings) -> None:
-        self.settings = settings
-        self.prices = PriceTable.load(settings.prices_file)
+    requires = ("llama_cpp",)
+
+    def __init__(self, service: LLMSettings, settings: LlamaCppSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings or load_llamacpp_settings()
+        self.prices = PriceTable.load(service.prices_file)
         self.llm: Any = None
         self.model_path: Path | None = None
         self._formatter: Any = None
@@ -151,9 +166,9 @@ class LlamaCppBackend:
         return Generation(
             prompt_tokens=prompt_tokens,
             # The reply gets what the context has left, up to the asked-for length.
-            max_tokens=min(sampling.max_tokens or self.settings.max_tokens, room),
-            temperature=sampling.temperature or self.settings.temperature,
-            top_p=sampling.top_p or self.settings.top_p,
+            max_tokens=min(sampling.max_tokens or self.service.max_tokens, room),
+            temperature=sampling.temperature or self.service.temperature,
+            top_p=sampling.top_p or self.service.top_p,
             stop=stop,
             user_stop=any(sampling.stop),
             seed=sampling.seed or None,
@@ -266,7 +281,7 @@ class LlamaCppBackend:
         )
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
-        return await summary.summarize(self, request, self.settings.summary_max_tokens)
+        return await summary.summarize(self, request, self.service.summary_max_tokens)
 
     async def list_models(self) -> list[llm_pb2.ModelInfo]:
         description = str(self.model_path)

@@ -10,12 +10,14 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from echo.v1 import llm_pb2
 from services.common.capabilities import BackendCapabilities
+from services.common.config import load_settings
 from services.common.errors import (
     InvalidArgument,
     NotFound,
@@ -31,6 +33,20 @@ from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
 log = logging.getLogger("echo.llm.http")
+
+
+@dataclass
+class OpenAICompatSettings:
+    model: str = field(default="qwen2.5-coder-0.5b", metadata={"help": "the server's model name"})
+    base_url: str = field(
+        default="http://127.0.0.1:11434", metadata={"help": "Ollama / OpenAI-compatible server URL"}
+    )
+    api_key: str = field(default="", metadata={"help": "bearer token for the server, if it needs one"})
+    request_timeout_s: float = field(default=60.0, metadata={"help": "read timeout per call"})
+
+
+def load_openai_compat_settings() -> OpenAICompatSettings:
+    return load_settings(OpenAICompatSettings, prefix="ECHO_LLM_", section="llm")
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -65,11 +81,11 @@ class OpenAICompatBackend:
     name = "openai"
     capabilities = BackendCapabilities(streaming=True)
 
-    def __init__(self, settings: LLMSettings) -> None:
-        self.settings = settings
-        self.name = settings.backend  # "ollama" or "openai": what ListModels reports
+    def __init__(self, service: LLMSettings, settings: OpenAICompatSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings = settings or load_openai_compat_settings()
         self.base_url = settings.base_url.rstrip("/")
-        self.prices = PriceTable.load(settings.prices_file)
+        self.prices = PriceTable.load(service.prices_file)
         self.client: httpx.AsyncClient | None = None
         # Observable for tests: HTTP responses currently open (a cancelled call must close its own).
         self.open_streams = 0
@@ -106,9 +122,9 @@ class OpenAICompatBackend:
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
-            "max_tokens": sampling.max_tokens or self.settings.max_tokens,
-            "temperature": sampling.temperature or self.settings.temperature,
-            "top_p": sampling.top_p or self.settings.top_p,
+            "max_tokens": sampling.max_tokens or self.service.max_tokens,
+            "temperature": sampling.temperature or self.service.temperature,
+            "top_p": sampling.top_p or self.service.top_p,
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
@@ -173,7 +189,7 @@ class OpenAICompatBackend:
         )
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
-        return await summary.summarize(self, request, self.settings.summary_max_tokens)
+        return await summary.summarize(self, request, self.service.summary_max_tokens)
 
     async def list_models(self) -> list[llm_pb2.ModelInfo]:
         url = f"{self.base_url}/v1/models"
@@ -198,3 +214,9 @@ class OpenAICompatBackend:
             )
             for model_id in ids
         ]
+
+
+class OllamaBackend(OpenAICompatBackend):
+    """The same client for Ollama's OpenAI-compatible API; only the name ListModels reports differs."""
+
+    name = "ollama"

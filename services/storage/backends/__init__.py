@@ -1,16 +1,22 @@
-"""Storage backend registry: name -> "module:Class", imported only when chosen."""
+"""Storage backends by ECHO_STORAGE_SERVICE name, imported only when chosen."""
 
 from __future__ import annotations
 
-from services.common.registry import load_backend
+from services.common.registry import Registry
+from services.storage.backends.base import StorageBackend
+from services.storage.config import StorageSettings
 
-BACKENDS = {
-    "local": "services.storage.backends.local:LocalBackend",
-    "aws": "services.storage.backends.aws:AwsBackend",
-    # Scripted and deterministic, for tests (services/storage/backends/fake.py).
-    "fake": "services.storage.backends.fake:FakeStorageBackend",
-}
+REGISTRY = Registry(
+    "ECHO_STORAGE_SERVICE",
+    StorageBackend,
+    {
+        "local": "services.storage.backends.local:LocalBackend",
+        "aws": "services.storage.backends.aws:AwsBackend",
+        # In memory, with fault injection, for deterministic tests.
+        "fake": "services.storage.backends.fake:FakeStorageBackend",
+    },
+)
 
 
-def create(settings):  # type: ignore[no-untyped-def]
-    return load_backend(BACKENDS, settings.backend, "ECHO_STORAGE_SERVICE", settings)
+def create(settings: StorageSettings) -> StorageBackend:
+    return REGISTRY.create_configured(settings.backend, settings)

@@ -12,20 +12,60 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from echo.v1 import storage_pb2
 from services.common import aws
 from services.common.capabilities import BackendCapabilities
+from services.common.config import ConfigError, load_settings
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.storage.backends.base import check_id, check_key, check_metadata, check_turn
-from services.storage.config import StorageSettings, check_s3_encryption
+from services.storage.config import StorageSettings
 
 log = logging.getLogger("echo.storage.aws")
 CHUNK = 64 * 1024
 # Sorts after every ISO-8601 timestamp, so a conversation's turns are a plain range before it.
 SUMMARY_SK = "~summary"
+S3_ENCRYPTIONS = ("AES256", "aws:kms")
+
+
+@dataclass
+class AwsStorageSettings:
+    """Named as in the roadmap. Endpoints come from the SDK's own variables (AWS_ENDPOINT_URL,
+    AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3)."""
+
+    region: str = field(default="", metadata={"env": "AWS_REGION", "help": "AWS region"})
+    table_conversations: str = field(
+        default="echo-conversations", metadata={"env": "DYNAMODB_TABLE_CONVERSATIONS", "help": "turns table"}
+    )
+    table_sessions: str = field(
+        default="echo-sessions", metadata={"env": "DYNAMODB_TABLE_SESSIONS", "help": "sessions table"}
+    )
+    session_index: str = field(
+        default="session_id-timestamp-index", metadata={"help": "GSI for a session's turns"}
+    )
+    bucket: str = field(default="echo-audio", metadata={"env": "S3_BUCKET_AUDIO", "help": "audio bucket"})
+    s3_encryption: str = field(default="AES256", metadata={"help": "AES256 (SSE-S3) or aws:kms (SSE-KMS)"})
+    kms_key_id: str = field(default="", metadata={"help": "KMS key for aws:kms (empty: the AWS managed key)"})
+
+
+def load_aws_storage_settings() -> AwsStorageSettings:
+    return load_settings(AwsStorageSettings, prefix="ECHO_STORAGE_", section="storage")
+
+
+def check_s3_encryption(settings: AwsStorageSettings) -> None:
+    """Audio is always encrypted at rest: SSE-S3 or SSE-KMS, spelled as S3 spells them."""
+    if settings.s3_encryption not in S3_ENCRYPTIONS:
+        raise ConfigError(
+            f"ECHO_STORAGE_S3_ENCRYPTION={settings.s3_encryption!r}: use AES256 (SSE-S3) or aws:kms (SSE-KMS)"
+        )
+    if settings.kms_key_id and settings.s3_encryption != "aws:kms":
+        raise ConfigError(
+            "ECHO_STORAGE_KMS_KEY_ID is set but ECHO_STORAGE_S3_ENCRYPTION is "
+            f"{settings.s3_encryption!r}; set it to aws:kms to encrypt with that key"
+        )
 
 
 def _from_json(metadata_json: str) -> dict[str, Any]:
@@ -54,7 +94,7 @@ def _turn(item: dict[str, Any]) -> storage_pb2.Turn:
 
 
 class DynamoConversationStore:
-    def __init__(self, settings: StorageSettings, resources: Any) -> None:
+    def __init__(self, settings: AwsStorageSettings, resources: Any) -> None:
         self.settings = settings
         self.resources = resources  # set by AwsBackend.start(): the DynamoDB tables
 
@@ -226,8 +266,9 @@ class DynamoConversationStore:
 
 
 class S3AudioStore:
-    def __init__(self, settings: StorageSettings, resources: dict[str, Any]) -> None:
+    def __init__(self, settings: AwsStorageSettings, resources: dict[str, Any], presign_seconds: int) -> None:
         self.settings = settings
+        self.presign_seconds = presign_seconds
         self.resources = resources
 
     @property
@@ -283,7 +324,7 @@ class S3AudioStore:
             return await self.s3.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.settings.bucket, "Key": key},
-                ExpiresIn=self.settings.presign_seconds,
+                ExpiresIn=self.presign_seconds,
             )
 
 
@@ -291,13 +332,17 @@ class AwsBackend:
     name = "aws"
     capabilities = BackendCapabilities(streaming=True)
 
-    def __init__(self, settings: StorageSettings) -> None:
+    requires = ("aioboto3", "boto3")
+
+    def __init__(self, service: StorageSettings, settings: AwsStorageSettings | None = None) -> None:
+        self.service = service
+        settings = settings or load_aws_storage_settings()
         check_s3_encryption(settings)
         self.settings = settings
         self._resources: dict[str, Any] = {}
         self._stack = AsyncExitStack()
         self.conversations = DynamoConversationStore(settings, self._resources)
-        self.audio = S3AudioStore(settings, self._resources)
+        self.audio = S3AudioStore(settings, self._resources, service.presign_seconds)
 
     async def start(self) -> None:
         session = aws.session(self.settings.region or None)

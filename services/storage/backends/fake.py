@@ -205,9 +205,9 @@ class FakeStorageBackend:
     name = "fake"
     capabilities = BackendCapabilities(streaming=True)
 
-    def __init__(self, settings: StorageSettings, fake: FakeStorageSettings | None = None) -> None:
-        self.service_settings = settings
-        self.settings = fake if fake is not None else load_fake_settings()
+    def __init__(self, service: StorageSettings, settings: FakeStorageSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings or load_fake_settings()
         self.faults = Faults()
         self.conversations = MemoryConversationStore(self.faults, LogicalClock(self.settings.epoch))
         self.audio = MemoryAudioStore(self.faults, self.settings.chunk_bytes)

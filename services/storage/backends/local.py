@@ -9,12 +9,14 @@ import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from echo.v1 import storage_pb2
 from services.common.capabilities import BackendCapabilities
+from services.common.config import load_settings
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.storage.backends.base import check_id, check_key, check_turn
 from services.storage.config import StorageSettings
@@ -22,6 +24,22 @@ from services.storage.config import StorageSettings
 log = logging.getLogger("echo.storage.local")
 T = TypeVar("T")
 CHUNK = 64 * 1024
+
+
+def _default_data_dir() -> str:
+    return os.path.join(os.path.expanduser("~"), ".local", "share", "echo")
+
+
+@dataclass
+class LocalSettings:
+    data_dir: str = field(
+        default_factory=_default_data_dir, metadata={"env": "ECHO_DATA_DIR", "help": "SQLite + audio files"}
+    )
+
+
+def load_local_settings() -> LocalSettings:
+    return load_settings(LocalSettings, prefix="ECHO_STORAGE_", section="storage")
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -338,7 +356,9 @@ class LocalBackend:
     name = "local"
     capabilities = BackendCapabilities(streaming=True)
 
-    def __init__(self, settings: StorageSettings) -> None:
+    def __init__(self, service: StorageSettings, settings: LocalSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings = settings or load_local_settings()
         root = Path(settings.data_dir).expanduser()
         self.conversations = SQLiteConversationStore(root / "echo.sqlite3")
         self.audio = FileAudioStore(root / "audio", self.conversations)

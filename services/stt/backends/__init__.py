@@ -1,16 +1,22 @@
-"""STT backend registry: name -> "module:Class", imported only when chosen."""
+"""STT backends by ECHO_STT_SERVICE name, imported only when chosen."""
 
 from __future__ import annotations
 
-from services.common.registry import load_backend
+from services.common.registry import Registry
+from services.stt.backends.base import STTBackend
+from services.stt.config import STTSettings
 
-BACKENDS = {
-    "whisper": "services.stt.backends.whisper:WhisperBackend",
-    "transcribe": "services.stt.backends.transcribe:TranscribeBackend",
-    # Scripted and deterministic, for tests (services/stt/backends/fake.py).
-    "fake": "services.stt.backends.fake:FakeSTTBackend",
-}
+REGISTRY = Registry(
+    "ECHO_STT_SERVICE",
+    STTBackend,
+    {
+        "whisper": "services.stt.backends.whisper:WhisperBackend",
+        "transcribe": "services.stt.backends.transcribe:TranscribeBackend",
+        # Scripted and deterministic, for tests.
+        "fake": "services.stt.backends.fake:FakeSTTBackend",
+    },
+)
 
 
-def create(settings):  # type: ignore[no-untyped-def]
-    return load_backend(BACKENDS, settings.backend, "ECHO_STT_SERVICE", settings)
+def create(settings: STTSettings) -> STTBackend:
+    return REGISTRY.create_configured(settings.backend, settings)

@@ -39,7 +39,6 @@ class FakeSTTSettings:
     )
     decode_ms: float = field(default=0.0, metadata={"help": "decode_ms reported on FINAL events"})
     decode_delay_s: float = field(default=0.0, metadata={"help": "asyncio sleep before each FINAL"})
-    language: str = field(default="en", metadata={"help": "language reported when the request names none"})
 
 
 def load_fake_settings() -> FakeSTTSettings:
@@ -54,9 +53,9 @@ class FakeSTTBackend:
     name = "fake"
     capabilities = BackendCapabilities(streaming=True, stable_partials=True, word_timings=True)
 
-    def __init__(self, settings: STTSettings, fake: FakeSTTSettings | None = None) -> None:
-        self.service_settings = settings
-        self.settings = fake if fake is not None else load_fake_settings()
+    def __init__(self, service: STTSettings, settings: FakeSTTSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings or load_fake_settings()
         self._script: deque[str] = deque(_split_script(self.settings.transcripts))
         self.streams: list[str] = []  # the transcript each stream() call took, in order
         self.recognized: list[str] = []  # the same for recognize()
@@ -75,7 +74,7 @@ class FakeSTTBackend:
         pass
 
     def _language(self, requested: str) -> str:
-        return requested or self.settings.language
+        return requested or self.service.language
 
     def stream(
         self, config: stt_pb2.RecognitionConfig, audio: AsyncIterator[bytes]

@@ -25,6 +25,7 @@ from services.common.audio import PcmConverter, decode_to_mono16k, float_to_pcm1
 from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.stt.backends.transcribe_settings import TranscribeSettings, load_transcribe_settings
 from services.stt.backends.whisper import FILE_ENCODINGS, check_stream_format
 from services.stt.config import STTSettings
 
@@ -65,8 +66,11 @@ class TranscribeBackend:
     name = "transcribe"
     capabilities = BackendCapabilities(streaming=True, stable_partials=False, word_timings=True)
 
-    def __init__(self, settings: STTSettings) -> None:
-        self.settings = settings
+    requires = ("aioboto3", "amazon_transcribe")
+
+    def __init__(self, service: STTSettings, settings: TranscribeSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings = settings or load_transcribe_settings()
         if settings.transcribe_media_encoding != "pcm":
             raise ConfigError("transcribe media_encoding: Echo streams PCM to Transcribe; set it to 'pcm'")
         if settings.transcribe_vocabulary_filter_method not in FILTER_METHODS:
@@ -83,7 +87,7 @@ class TranscribeBackend:
         if self.settings.fallback == "whisper":
             from services.stt.backends.whisper import WhisperBackend
 
-            self.fallback = WhisperBackend(self.settings)
+            self.fallback = WhisperBackend(self.service)
             await self.fallback.start()
         log.info(
             "Transcribe backend in %s (endpoint %s)",

@@ -1,16 +1,22 @@
-"""TTS backend registry: name -> "module:Class", imported only when chosen."""
+"""TTS backends by ECHO_TTS_SERVICE name, imported only when chosen."""
 
 from __future__ import annotations
 
-from services.common.registry import load_backend
+from services.common.registry import Registry
+from services.tts.backends.base import TTSBackend
+from services.tts.config import TTSSettings
 
-BACKENDS = {
-    "piper": "services.tts.backends.piper:PiperBackend",
-    "polly": "services.tts.backends.polly:PollyBackend",
-    # Scripted and deterministic, for tests (services/tts/backends/fake.py).
-    "fake": "services.tts.backends.fake:FakeTTSBackend",
-}
+REGISTRY = Registry(
+    "ECHO_TTS_SERVICE",
+    TTSBackend,
+    {
+        "piper": "services.tts.backends.piper:PiperBackend",
+        "polly": "services.tts.backends.polly:PollyBackend",
+        # A tone as long as the text, for deterministic tests.
+        "fake": "services.tts.backends.fake:FakeTTSBackend",
+    },
+)
 
 
-def create(settings):  # type: ignore[no-untyped-def]
-    return load_backend(BACKENDS, settings.backend, "ECHO_TTS_SERVICE", settings)
+def create(settings: TTSSettings) -> TTSBackend:
+    return REGISTRY.create_configured(settings.backend, settings)

@@ -48,9 +48,9 @@ class FakeTTSBackend:
     name = "fake"
     capabilities = BackendCapabilities(streaming=True, word_timings=False)
 
-    def __init__(self, settings: TTSSettings, fake: FakeTTSSettings | None = None) -> None:
-        self.service_settings = settings
-        self.settings = fake if fake is not None else load_fake_settings()
+    def __init__(self, service: TTSSettings, settings: FakeTTSSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings or load_fake_settings()
         self.requests: list[tts_pb2.SynthesizeRequest] = []  # every Synthesize request, as received
 
     async def start(self) -> None:

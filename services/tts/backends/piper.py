@@ -6,18 +6,29 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from echo.v1 import audio_pb2, tts_pb2
 from services.common import models
 from services.common.audio import float_to_pcm16, resample
 from services.common.capabilities import BackendCapabilities
+from services.common.config import load_settings
 from services.common.errors import InvalidArgument, NotFound
 from services.common.threads import iterate_in_thread
 from services.tts.backends.base import check_plain_pcm_request
 from services.tts.config import TTSSettings
 
 log = logging.getLogger("echo.tts.piper")
+
+
+@dataclass
+class PiperSettings:
+    voice: str = field(default="piper-joe", metadata={"help": "default voice: model name or .onnx path"})
+
+
+def load_piper_settings() -> PiperSettings:
+    return load_settings(PiperSettings, prefix="ECHO_TTS_", section="tts")
 
 
 def _voice_files(path: Path) -> list[Path]:
@@ -29,8 +40,11 @@ class PiperBackend:
     # Audio streams sentence by sentence.
     capabilities = BackendCapabilities(streaming=True, word_timings=False)
 
-    def __init__(self, settings: TTSSettings) -> None:
-        self.settings = settings
+    requires = ("piper",)
+
+    def __init__(self, service: TTSSettings, settings: PiperSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings or load_piper_settings()
         self._voices: dict[str, object] = {}  # voice name -> PiperVoice
         self._aliases: dict[str, str] = {}
         self.default_voice = ""

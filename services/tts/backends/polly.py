@@ -9,17 +9,39 @@ import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
 
 from echo.v1 import audio_pb2, tts_pb2
 from services.common import aws
 from services.common.capabilities import BackendCapabilities
-from services.common.config import ConfigError
+from services.common.config import ConfigError, load_settings
 from services.common.errors import InvalidArgument, NotFound
 from services.tts.config import TTSSettings
 
 log = logging.getLogger("echo.tts.polly")
+
+
+@dataclass
+class PollySettings:
+    """Roadmap names (POLLY_VOICE_ID, POLLY_ENGINE); endpoints come from the SDK's own variables."""
+
+    region: str = field(default="", metadata={"env": "AWS_REGION", "help": "AWS region"})
+    polly_voice_id: str = field(
+        default="", metadata={"env": "POLLY_VOICE_ID", "help": "voice (default: by language)"}
+    )
+    polly_engine: str = field(
+        default="neural",
+        metadata={"env": "POLLY_ENGINE", "help": "standard, neural, generative or long-form"},
+    )
+    polly_cache_entries: int = field(default=256, metadata={"help": "repeated phrases kept in memory"})
+    polly_cache_bytes: int = field(default=32 * 1024 * 1024, metadata={"help": "cache size limit"})
+
+
+def load_polly_settings() -> PollySettings:
+    return load_settings(PollySettings, prefix="ECHO_TTS_", section="tts")
+
 
 # The roadmap's voice per language, and the region a bare language code ("es") stands for.
 VOICES = {"en-US": "Joanna", "en-GB": "Amy", "es-ES": "Lucia", "fr-FR": "Lea"}
@@ -133,7 +155,11 @@ class PollyBackend:
     # Each request is synthesised whole before its audio is sent; speech marks give word timings.
     capabilities = BackendCapabilities(streaming=False, word_timings=True)
 
-    def __init__(self, settings: TTSSettings) -> None:
+    requires = ("aioboto3",)
+
+    def __init__(self, service: TTSSettings, settings: PollySettings | None = None) -> None:
+        self.service = service
+        settings = settings or load_polly_settings()
         if settings.polly_engine not in ENGINES:
             raise ConfigError(f"POLLY_ENGINE={settings.polly_engine!r}: choose one of {ENGINES}")
         self.settings = settings
