@@ -16,6 +16,7 @@ from services.common.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
+from services.tts import config as tts_config
 from services.tts.backends.polly import PhraseCache, PollyBackend, PollySettings
 from services.tts.config import TTSSettings
 from tests.aws.conftest import isolated_aws_env
@@ -123,12 +124,16 @@ async def test_formats(polly):
         backend, text="Bonjour.", language="fr-FR", format=audio_pb2.AudioFormat(encoding=audio_pb2.MP3)
     )
     assert (recorder.bodies[-1]["VoiceId"], recorder.bodies[-1]["OutputFormat"]) == ("Lea", "mp3")
-    assert recorder.bodies[-1]["SampleRate"] == "22050"
-    assert replies[0].format.encoding == audio_pb2.MP3 and replies[0].format.sample_rate == 22050
+    # Polly's own default for a neural voice (moto's validation stops at 22050, so Polly answers here).
+    assert recorder.bodies[-1]["SampleRate"] == "24000"
+    assert replies[0].format.encoding == audio_pb2.MP3 and replies[0].format.sample_rate == 24000
     assert b"".join(r.audio for r in replies) == b"ID3-not-really-mp3"
     recorder.answer = None  # moto again
     await speak(
-        backend, text="Hola.", language="es-ES", format=audio_pb2.AudioFormat(encoding=audio_pb2.OGG_VORBIS)
+        backend,
+        text="Hola.",
+        language="es-ES",
+        format=audio_pb2.AudioFormat(encoding=audio_pb2.OGG_VORBIS, sample_rate=22050),
     )
     assert (recorder.bodies[-1]["VoiceId"], recorder.bodies[-1]["OutputFormat"]) == ("Lucia", "ogg_vorbis")
     with pytest.raises(InvalidArgument, match="pcm comes at"):
@@ -137,6 +142,64 @@ async def test_formats(polly):
         await speak(backend, text="x", format=audio_pb2.AudioFormat(encoding=audio_pb2.WEBM_OPUS))
     with pytest.raises(NotFound, match="unknown voice 'Nobody'"):
         await speak(backend, text="x", voice="Nobody")
+
+
+async def started_with_engine(monkeypatch: pytest.MonkeyPatch, engine: str) -> tuple[PollyBackend, Recorder]:
+    monkeypatch.setenv("POLLY_ENGINE", engine)  # as a service start reads it
+    backend = PollyBackend(tts_config.load())
+    await backend.start()
+    recorder = Recorder()
+    backend.client.meta.events.register("before-send.polly.SynthesizeSpeech", recorder)
+    return backend, recorder
+
+
+@pytest.mark.parametrize("engine", ["standard", "neural"])
+async def test_each_voice_reports_the_rate_it_is_synthesised_at(engine, aws_env, monkeypatch):
+    """The gateway takes a voice's VoiceInfo.sample_rate as its output rate and asks for pcm_s16le at
+    that rate: the rate must be one Polly produces pcm at, and what an unspecified rate gives."""
+    backend, recorder = await started_with_engine(monkeypatch, engine)
+    try:
+        voices = await backend.voices("en-")
+        assert len(voices) > 3
+        for info in voices:
+            asked = await speak(
+                backend,
+                text="Hello.",
+                voice=info.name,
+                format=audio_pb2.AudioFormat(encoding=audio_pb2.PCM_S16LE, sample_rate=info.sample_rate),
+            )
+            assert recorder.bodies[-1]["VoiceId"] == info.name
+            assert recorder.bodies[-1]["SampleRate"] == str(info.sample_rate), info
+            unspecified = await speak(backend, text="Hi.", voice=info.name)
+            assert recorder.bodies[-1]["SampleRate"] == str(info.sample_rate), info
+            assert asked[0].format.sample_rate == unspecified[0].format.sample_rate == info.sample_rate
+            assert asked[0].format.encoding == unspecified[0].format.encoding == audio_pb2.PCM_S16LE
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize(("engine", "default", "top"), [("standard", 22050, 22050), ("neural", 24000, 24000)])
+async def test_compressed_formats_follow_the_engine(engine, default, top, aws_env, monkeypatch):
+    backend, recorder = await started_with_engine(monkeypatch, engine)
+    recorder.answer = polly_audio(b"ID3-not-really-mp3", "audio/mpeg", 6)
+    try:
+        for encoding in (audio_pb2.MP3, audio_pb2.OGG_VORBIS):
+            replies = await speak(backend, text="Hello.", format=audio_pb2.AudioFormat(encoding=encoding))
+            assert recorder.bodies[-1]["SampleRate"] == str(default)
+            assert replies[0].format.sample_rate == default
+            replies = await speak(
+                backend, text="Hello!", format=audio_pb2.AudioFormat(encoding=encoding, sample_rate=top)
+            )
+            assert recorder.bodies[-1]["SampleRate"] == str(top)
+        if engine == "standard":  # standard voices stop at 22050 Hz
+            with pytest.raises(InvalidArgument, match="with the standard engine, not 24000"):
+                await speak(
+                    backend, text="x", format=audio_pb2.AudioFormat(encoding=audio_pb2.MP3, sample_rate=24000)
+                )
+        with pytest.raises(InvalidArgument, match=f"pcm comes at \\(8000, 16000\\) Hz with the {engine}"):
+            await speak(backend, text="x", format=audio_pb2.AudioFormat(sample_rate=default))
+    finally:
+        await backend.close()
 
 
 @pytest.mark.parametrize(

@@ -49,14 +49,26 @@ PRIMARY_REGION = {"en": "en-US", "es": "es-ES", "fr": "fr-FR"}
 ENGINES = ("standard", "neural", "generative", "long-form")
 # USD per character, on-demand list prices (check the current price list).
 PRICE_PER_CHAR = {"standard": 4e-6, "neural": 16e-6, "generative": 30e-6, "long-form": 100e-6}
+# Echo's encodings as Polly's OutputFormat; no encoding is pcm_s16le, what the gateway asks for.
 FORMATS = {
-    audio_pb2.PCM_S16LE: ("pcm", (8000, 16000), 16000),
-    audio_pb2.AUDIO_ENCODING_UNSPECIFIED: ("pcm", (8000, 16000), 16000),
-    audio_pb2.MP3: ("mp3", (8000, 16000, 22050, 24000), 22050),
-    audio_pb2.OGG_VORBIS: ("ogg_vorbis", (8000, 16000, 22050, 24000), 22050),
+    audio_pb2.PCM_S16LE: "pcm",
+    audio_pb2.AUDIO_ENCODING_UNSPECIFIED: "pcm",
+    audio_pb2.MP3: "mp3",
+    audio_pb2.OGG_VORBIS: "ogg_vorbis",
 }
 MARK_TYPES = ("word", "sentence", "viseme", "ssml")
 CHUNK = 32 * 1024
+
+
+def sample_rates(output: str, engine: str) -> tuple[tuple[int, ...], int]:
+    """(the rates Polly produces ``output`` at with ``engine``, the one it uses when none is asked for).
+    PCM is 8 or 16 kHz (16 kHz by default) on every engine; mp3 and ogg_vorbis reach 22050 Hz with the
+    standard engine, which is also its default, and 24000 Hz, the default, with the others."""
+    if output == "pcm":
+        return (8000, 16000), 16000
+    if engine == "standard":
+        return (8000, 16000, 22050), 22050
+    return (8000, 16000, 22050, 24000), 24000
 
 
 def check_ssml(text: str) -> None:
@@ -190,9 +202,12 @@ class PollyBackend:
 
     async def voices(self, language: str = "") -> list[tts_pb2.VoiceInfo]:
         default = self.settings.polly_voice_id or VOICES["en-US"]
+        # The rate of the format callers ask for (pcm_s16le, as the gateway does) when they name none:
+        # what synthesize() returns then, and a rate it accepts when asked for explicitly.
+        _, rate = sample_rates(FORMATS[audio_pb2.PCM_S16LE], self.settings.polly_engine)
         return [
             tts_pb2.VoiceInfo(
-                name=v, language=lang, sample_rate=16000, backend=self.name, is_default=v == default
+                name=v, language=lang, sample_rate=rate, backend=self.name, is_default=v == default
             )
             for v, lang in sorted(self.known_voices.items())
             if not language or lang.lower().startswith(language.lower())
@@ -210,15 +225,17 @@ class PollyBackend:
     async def synthesize(
         self, request: tts_pb2.SynthesizeRequest
     ) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
-        output, rates, default_rate = FORMATS.get(request.format.encoding, (None, (), 0))
+        output = FORMATS.get(request.format.encoding)
         if output is None:
             raise InvalidArgument(
                 f"Polly produces pcm_s16le, mp3 or ogg_vorbis, not "
                 f"{audio_pb2.AudioEncoding.Name(request.format.encoding)}"
             )
+        rates, default_rate = sample_rates(output, self.settings.polly_engine)
         rate = request.format.sample_rate or default_rate
         if rate not in rates:
-            raise InvalidArgument(f"Polly {output} comes at {rates} Hz, not {rate}")
+            engine = self.settings.polly_engine
+            raise InvalidArgument(f"Polly {output} comes at {rates} Hz with the {engine} engine, not {rate}")
         bad_marks = [m for m in request.speech_marks if m not in MARK_TYPES]
         if bad_marks:
             raise InvalidArgument(f"unknown speech mark types {bad_marks}; use {MARK_TYPES}")
