@@ -45,9 +45,11 @@ $(VENV)/.chromium: | $(BIN)/python
 TEST_PREREQS := $(VENV)/.chromium
 -include deploy/*.mk
 
+# mypy checks services/ here; gateway/ joins once it is mypy-clean (`make lint` checks both).
 test: $(VENV)/.dev-installed $(TEST_PREREQS) ## Install test dependencies, pull the small models, run lint and tests
 	$(BIN)/echo-voice models pull $(TEST_MODELS)
 	$(BIN)/ruff check .
+	$(BIN)/mypy services
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 models: $(VENV)/.local-installed ## Pull the default models into ~/.cache/echo/models
@@ -57,9 +59,10 @@ protos: $(VENV)/.dev-installed ## Regenerate the Python stubs from protos/
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
 		--grpc_python_out=protos protos/echo/v1/*.proto
 
-lint: $(VENV)/.dev-installed ## ruff
+lint: $(VENV)/.dev-installed ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy services gateway
 
 format: $(VENV)/.dev-installed ## ruff format + autofix
 	$(BIN)/ruff check --fix .

@@ -6,7 +6,7 @@ from services.common.registry import Registry
 from services.storage.backends.base import StorageBackend
 from services.storage.config import StorageSettings
 
-REGISTRY = Registry(
+REGISTRY: Registry[StorageBackend] = Registry(
     "ECHO_STORAGE_SERVICE",
     StorageBackend,
     {

@@ -6,7 +6,15 @@ from services.common.registry import Registry
 from services.stt.backends.base import STTBackend
 from services.stt.config import STTSettings
 
-REGISTRY = Registry(
+
+def _chain(backends: list[STTBackend]) -> STTBackend:
+    from services.common.fallback import load_fallback_settings
+    from services.stt.fallback import FallbackSTT
+
+    return FallbackSTT(backends, load_fallback_settings("stt"))
+
+
+REGISTRY: Registry[STTBackend] = Registry(
     "ECHO_STT_SERVICE",
     STTBackend,
     {
@@ -15,6 +23,7 @@ REGISTRY = Registry(
         # Scripted and deterministic, for tests.
         "fake": "services.stt.backends.fake:FakeSTTBackend",
     },
+    chain=_chain,
 )
 
 

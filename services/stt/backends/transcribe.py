@@ -225,8 +225,8 @@ class TranscribeBackend:
 
     @staticmethod
     async def _replay(received: list[bytes], queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
-        for chunk in list(received):
-            yield chunk
+        for kept in list(received):
+            yield kept
         while (chunk := await queue.get()) is not None:
             yield chunk
 
@@ -306,7 +306,7 @@ class TranscribeBackend:
 
     @staticmethod
     def _event(
-        kind: int, results: list[Any], language: str, started: float, audio_s: float
+        kind: stt_pb2.TranscriptEvent.Kind, results: list[Any], language: str, started: float, audio_s: float
     ) -> stt_pb2.TranscriptEvent:
         words = [
             stt_pb2.Word(

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class WhisperBackend:
     def __init__(self, service: STTSettings, settings: WhisperSettings | None = None) -> None:
         self.service = service
         self.settings = settings or load_whisper_settings()
-        self.model = None
+        self.model: Any = None  # faster_whisper.WhisperModel once started
         self.multilingual = False
         # One decode at a time: CTranslate2 already uses every configured thread for one.
         self._decode_slot = asyncio.Semaphore(1)
@@ -124,7 +125,7 @@ class WhisperBackend:
             return segments, lang, (time.perf_counter() - started) * 1000
 
     def _event(
-        self, kind: int, segments: list, lang: str, ms: float, audio_s: float
+        self, kind: stt_pb2.TranscriptEvent.Kind, segments: list, lang: str, ms: float, audio_s: float
     ) -> stt_pb2.TranscriptEvent:
         text = " ".join(s.text.strip() for s in segments).strip()
         return stt_pb2.TranscriptEvent(

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from echo.v1 import audio_pb2, tts_pb2
 from services.common import models
@@ -45,7 +46,7 @@ class PiperBackend:
     def __init__(self, service: TTSSettings, settings: PiperSettings | None = None) -> None:
         self.service = service
         self.settings = settings or load_piper_settings()
-        self._voices: dict[str, object] = {}  # voice name -> PiperVoice
+        self._voices: dict[str, Any] = {}  # voice name -> PiperVoice
         self._aliases: dict[str, str] = {}
         self.default_voice = ""
 
@@ -69,7 +70,7 @@ class PiperBackend:
     async def close(self) -> None:
         self._voices.clear()
 
-    def _voice(self, requested: str) -> tuple[str, object]:
+    def _voice(self, requested: str) -> tuple[str, Any]:
         name = self._aliases.get(requested, requested) or self.default_voice
         if name not in self._voices:
             raise NotFound(f"unknown voice {requested!r}; available: {', '.join(sorted(self._voices))}")
@@ -78,14 +79,14 @@ class PiperBackend:
     async def voices(self, language: str = "") -> list[tts_pb2.VoiceInfo]:
         result = []
         for name, voice in self._voices.items():
-            lang = str(voice.config.espeak_voice)  # type: ignore[attr-defined]
+            lang = str(voice.config.espeak_voice)
             if language and not lang.lower().startswith(language.split("-")[0].lower()):
                 continue
             result.append(
                 tts_pb2.VoiceInfo(
                     name=name,
                     language=name.split("-")[0].replace("_", "-"),
-                    sample_rate=voice.config.sample_rate,  # type: ignore[attr-defined]
+                    sample_rate=voice.config.sample_rate,
                     backend=self.name,
                     is_default=name == self.default_voice,
                     aliases=sorted(
@@ -102,14 +103,14 @@ class PiperBackend:
 
         check_plain_pcm_request(request, self.name)
         _, voice = self._voice(request.voice)
-        native_rate = voice.config.sample_rate  # type: ignore[attr-defined]
+        native_rate = voice.config.sample_rate
         out_rate = request.format.sample_rate or native_rate
         if not 8000 <= out_rate <= 48000:
             raise InvalidArgument(f"sample rate {out_rate} is outside 8000-48000")
         config = SynthesisConfig(length_scale=1.0 / request.rate if request.rate else None)
 
         def sentences() -> Iterator[tuple[bytes, str]]:
-            for chunk in voice.synthesize(request.text, config):  # type: ignore[attr-defined]
+            for chunk in voice.synthesize(request.text, config):
                 samples = resample(chunk.audio_float_array, native_rate, out_rate)
                 yield float_to_pcm16(samples), " ".join(chunk.phonemes)
 
