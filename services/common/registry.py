@@ -15,7 +15,7 @@ import importlib.util
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 from services.common.config import ConfigError
@@ -123,19 +123,10 @@ class Registry(Generic[P]):
 
     # ``protocol`` is a Protocol class, which type[P] would refuse (mypy's type-abstract): annotate the
     # registry's variable as Registry[ThatProtocol] instead.
-    def __init__(
-        self,
-        variable: str,
-        protocol: type,
-        providers: Mapping[str, str],
-        chain: Callable[[list[P]], P] | None = None,
-    ) -> None:
+    def __init__(self, variable: str, protocol: type, providers: Mapping[str, str]) -> None:
         self.variable = variable
         self.protocol = protocol
         self.providers = dict(providers)
-        # Builds the fallback chain over several configured backends (services/common/fallback.py);
-        # None: the service takes one backend only.
-        self.chain = chain
 
     @property
     def names(self) -> list[str]:
@@ -183,14 +174,14 @@ class Registry(Generic[P]):
         return typing.cast(P, backend)
 
     def create_configured(self, value: str, service_settings: Any) -> P:
-        """The backend a setting such as ECHO_STT_SERVICE names; several names are a fallback chain
-        over those backends, tried in that order."""
-        names = self.parse(value)
-        if len(names) == 1:
-            return self.create(names[0], service_settings)
-        if self.chain is None:
-            raise ConfigError(f"{self.variable}={value!r}: this service has no fallback; name one backend")
-        return self.chain([self.create(name, service_settings) for name in names])
+        """The backend a setting such as ECHO_STT_SERVICE names. Of several names only the first is
+        used for now: there is no fallback chain to put the others in yet."""
+        first, *rest = self.parse(value)
+        if rest:
+            log.warning(
+                "%s=%s: using %s only; %s not used (no fallback chain)", self.variable, value, first, rest
+            )
+        return self.create(first, service_settings)
 
     def _check(self, name: str, target: str, problems: list[str]) -> None:
         if problems:

@@ -6,14 +6,6 @@ from services.common.registry import Registry
 from services.stt.backends.base import STTBackend
 from services.stt.config import STTSettings
 
-
-def _chain(backends: list[STTBackend]) -> STTBackend:
-    from services.common.fallback import load_fallback_settings
-    from services.stt.fallback import FallbackSTT
-
-    return FallbackSTT(backends, load_fallback_settings("stt"))
-
-
 REGISTRY: Registry[STTBackend] = Registry(
     "ECHO_STT_SERVICE",
     STTBackend,
@@ -23,7 +15,6 @@ REGISTRY: Registry[STTBackend] = Registry(
         # Scripted and deterministic, for tests.
         "fake": "services.stt.backends.fake:FakeSTTBackend",
     },
-    chain=_chain,
 )
 
 
