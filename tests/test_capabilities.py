@@ -139,3 +139,13 @@ async def test_fake_stt_does_what_it_declares() -> None:
     assert final.kind == stt_pb2.TranscriptEvent.FINAL
     assert [w.text for w in final.words] == ["turn", "the", "lights", "on"]
     assert all(w.end_s > w.start_s for w in final.words)
+
+
+def test_a_backend_without_declared_capabilities_is_refused_at_start() -> None:
+    from services.common.registry import attribute_problems
+    from services.stt.backends.base import STTBackend
+
+    class Undeclared:
+        name = "undeclared"
+
+    assert attribute_problems(Undeclared(), STTBackend) == ["attribute 'capabilities' is missing"]

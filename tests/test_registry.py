@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -13,6 +12,8 @@ from services.common.config import ConfigError
 from services.common.registry import Registry
 from services.llm import backends as llm_backends
 from services.llm.config import LLMSettings
+from services.storage import backends as storage_backends
+from services.storage.config import StorageSettings
 from services.stt import backends as stt_backends
 from services.stt.config import STTSettings
 
@@ -137,11 +138,21 @@ def test_names_parse_in_order_and_unknown_names_are_refused() -> None:
         stt_backends.REGISTRY.parse(" , ")
 
 
-def test_several_names_use_the_first_until_there_is_a_fallback(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="echo.registry"):
-        backend = stt_backends.create(STTSettings(backend="fake,whisper"))
-    assert backend.name == "fake"
-    assert "using fake only; ['whisper'] not used" in caplog.text
+def test_several_names_are_a_fallback_chain_in_that_order() -> None:
+    from services.stt.fallback import FallbackSTT
+
+    backend = stt_backends.create(STTSettings(backend="fake,whisper"))
+    assert isinstance(backend, FallbackSTT)
+    assert [b.name for b in backend.backends] == ["fake", "whisper"] and backend.name == "fake"
+    # The older ECHO_STT_FALLBACK=whisper is the same list.
+    alias = stt_backends.create(STTSettings(backend="fake", fallback="whisper"))
+    assert isinstance(alias, FallbackSTT) and alias.names == ["fake", "whisper"]
+    assert stt_backends.configured(STTSettings(backend="whisper", fallback="whisper")) == "whisper"
+    with pytest.raises(ConfigError, match="ECHO_STT_FALLBACK='vosk': only 'whisper'"):
+        stt_backends.create(STTSettings(backend="transcribe", fallback="vosk"))
+    # Storage has no fallback: two stores would split a conversation between them.
+    with pytest.raises(ConfigError, match="ECHO_STORAGE_SERVICE='local,fake': this service has no fallback"):
+        storage_backends.create(StorageSettings(backend="local,fake"))
 
 
 def test_a_missing_sdk_names_the_extra_that_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,8 +176,6 @@ def test_an_import_error_of_an_sdk_names_the_extra(monkeypatch: pytest.MonkeyPat
 
 
 def test_every_registered_backend_fits_its_protocol() -> None:
-    from services.storage import backends as storage_backends
-    from services.storage.config import StorageSettings
     from services.tts import backends as tts_backends
     from services.tts.config import TTSSettings
 

@@ -20,8 +20,11 @@ class BackendCapabilities:
 
 
 class DeclaresCapabilities(Protocol):
-    name: str
-    capabilities: BackendCapabilities
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> BackendCapabilities: ...
 
 
 def capabilities_message(backend: DeclaresCapabilities) -> audio_pb2.Capabilities:

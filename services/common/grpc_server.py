@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Protocol, runtime_checkable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +19,35 @@ log = logging.getLogger("echo.service")
 # Big enough for a few seconds of 16 kHz audio in one message, small enough to reject abuse.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 GRACE_SECONDS = 5.0
+
+
+@runtime_checkable
+class AvailabilitySource(Protocol):
+    """A backend that can be out of service while the process is fine (services.common.fallback)."""
+
+    def availability_changes(self) -> AsyncIterator[bool]:
+        """True or False now, then each change."""
+        ...
+
+
+async def follow_availability(
+    source: AvailabilitySource, health_servicer: health.aio.HealthServicer, services: Iterable[str]
+) -> None:
+    """Health says SERVING while ``source`` is available and NOT_SERVING while it is not."""
+    services = list(services)
+    async for available in source.availability_changes():
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in services:
+            await health_servicer.set(service, status)
+        log.log(logging.INFO if available else logging.WARNING, "health: %s", status_name(status))
+
+
+def status_name(status: int) -> str:
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -35,11 +65,13 @@ async def serve(
     port: int,
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    availability: AvailabilitySource | None = None,
 ) -> None:
     """Run a service until SIGTERM/SIGINT, then drain in-flight calls for GRACE_SECONDS.
 
     ``on_start`` runs before the health status turns SERVING (load models there), so a client that
-    waits for health never talks to a half-ready service.
+    waits for health never talks to a half-ready service. With ``availability`` (a fallback chain),
+    health then follows it: NOT_SERVING while every backend is down.
     """
     server = grpc.aio.server(
         interceptors=[CancellationLogger()],
@@ -66,15 +98,21 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    follower: asyncio.Task[None] | None = None
     try:
         if on_start is not None:
             await on_start()
-        for service in ["", *names]:
-            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if availability is None:
+            for service in ["", *names]:
+                await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        else:
+            follower = asyncio.create_task(follow_availability(availability, health_servicer, ["", *names]))
         log.info("%s ready on %s", name, address)
         await stop.wait()
     finally:
         log.info("%s shutting down", name)
+        if follower is not None:
+            follower.cancel()
         await health_servicer.enter_graceful_shutdown()
         await server.stop(GRACE_SECONDS)
         if on_stop is not None:
@@ -101,5 +139,6 @@ def run_service(
             settings.port,  # type: ignore[attr-defined]
             on_start=backend.start,  # type: ignore[attr-defined]
             on_stop=backend.close,  # type: ignore[attr-defined]
+            availability=backend if isinstance(backend, AvailabilitySource) else None,
         )
     )

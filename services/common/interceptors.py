@@ -8,6 +8,7 @@ that run to their end are logged at DEBUG as ``rpc METHOD completed after S s, N
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections import Counter
@@ -73,6 +74,9 @@ class CancellationLogger(grpc.aio.ServerInterceptor):
 
             return wrapped
 
+        if handler.unary_stream is not None and not inspect.isasyncgenfunction(handler.unary_stream):
+            # A stream written with context.write by a coroutine (grpc's own health Watch), not yielded.
+            return grpc.unary_stream_rpc_method_handler(unary(handler.unary_stream), **codec)
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **codec)
         if handler.stream_stream is not None:

@@ -15,7 +15,7 @@ import importlib.util
 import inspect
 import logging
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from services.common.config import ConfigError
@@ -63,6 +63,8 @@ def protocol_members(protocol: type) -> tuple[dict[str, Any], dict[str, Any]]:
         for member, value in vars(cls).items():
             if not member.startswith("_") and inspect.isfunction(value):
                 methods[member] = value
+            elif not member.startswith("_") and isinstance(value, property):
+                attributes[member] = value  # a read-only attribute: any class attribute will do
         hints = typing.get_type_hints(cls) if "__annotations__" in vars(cls) else {}
         attributes.update({k: v for k, v in hints.items() if not k.startswith("_")})
     return methods, attributes
@@ -123,10 +125,19 @@ class Registry(Generic[P]):
 
     # ``protocol`` is a Protocol class, which type[P] would refuse (mypy's type-abstract): annotate the
     # registry's variable as Registry[ThatProtocol] instead.
-    def __init__(self, variable: str, protocol: type, providers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        variable: str,
+        protocol: type,
+        providers: Mapping[str, str],
+        chain: Callable[[list[P]], P] | None = None,
+    ) -> None:
         self.variable = variable
         self.protocol = protocol
         self.providers = dict(providers)
+        # Builds the fallback chain over several configured backends (services/common/fallback.py);
+        # None: the service takes one backend only.
+        self.chain = chain
 
     @property
     def names(self) -> list[str]:
@@ -174,14 +185,14 @@ class Registry(Generic[P]):
         return typing.cast(P, backend)
 
     def create_configured(self, value: str, service_settings: Any) -> P:
-        """The backend a setting such as ECHO_STT_SERVICE names. Of several names only the first is
-        used for now: there is no fallback chain to put the others in yet."""
-        first, *rest = self.parse(value)
-        if rest:
-            log.warning(
-                "%s=%s: using %s only; %s not used (no fallback chain)", self.variable, value, first, rest
-            )
-        return self.create(first, service_settings)
+        """The backend a setting such as ECHO_STT_SERVICE names; several names are a fallback chain
+        over those backends, tried in that order."""
+        names = self.parse(value)
+        if len(names) == 1:
+            return self.create(names[0], service_settings)
+        if self.chain is None:
+            raise ConfigError(f"{self.variable}={value!r}: this service has no fallback; name one backend")
+        return self.chain([self.create(name, service_settings) for name in names])
 
     def _check(self, name: str, target: str, problems: list[str]) -> None:
         if problems:

@@ -14,7 +14,7 @@ class StorageSettings:
         default="local",
         metadata={
             "env": "ECHO_STORAGE_SERVICE",
-            "help": "local, aws or fake; several comma-separated in fallback order",
+            "help": "local, aws or fake (one: storage has no fallback)",
         },
     )
     host: str = field(default="127.0.0.1", metadata={"help": "bind address"})

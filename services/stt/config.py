@@ -21,6 +21,10 @@ class STTSettings:
     port: int = field(default=50051, metadata={"help": "gRPC port"})
     language: str = field(default="en", metadata={"help": "default language"})
     log_level: str = "INFO"
+    fallback: str = field(
+        default="",
+        metadata={"help": "older spelling of a fallback: 'whisper' adds whisper to ECHO_STT_SERVICE's list"},
+    )
 
 
 def load() -> STTSettings:

@@ -13,15 +13,19 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 from services.common.audio import float_to_pcm16, pcm16_to_float, wav_bytes
 from services.common.config import ConfigError
 from services.common.errors import InvalidArgument, ResourceExhausted
+from services.common.fallback import FallbackSettings
+from services.stt.backends.base import STTBackend
 from services.stt.backends.transcribe import TranscribeBackend
 from services.stt.backends.transcribe_settings import TranscribeSettings, load_transcribe_settings
 from services.stt.backends.whisper import WhisperBackend, WhisperSettings
 from services.stt.config import STTSettings
+from services.stt.fallback import FallbackSTT
 from services.stt.server import SpeechToTextServicer
 from tests.aws.conftest import TranscribeStandIn, isolated_aws_env
 from tests.conftest import require_model
@@ -87,14 +91,27 @@ async def started(settings: TranscribeSettings) -> TranscribeBackend:
     return backend
 
 
+async def with_whisper(transcribe: TranscribeBackend) -> FallbackSTT:
+    """ECHO_STT_SERVICE=transcribe,whisper: the fallback chain over Transcribe and local Whisper."""
+    whisper = WhisperBackend(STTSettings(), WhisperSettings(model="whisper-tiny.en"))
+    # A long cooldown: a slow decode on a busy machine must not end it while a test looks.
+    chain = FallbackSTT([transcribe, whisper], FallbackSettings(600.0, 600.0))
+    await chain.start()
+    return chain
+
+
+async def started_with_whisper(settings: TranscribeSettings) -> FallbackSTT:
+    return await with_whisper(transcribe_backend(settings))
+
+
 async def collect(
-    backend: TranscribeBackend, config: stt_pb2.RecognitionConfig, pcm: bytes, realtime: bool = False
+    backend: STTBackend, config: stt_pb2.RecognitionConfig, pcm: bytes, realtime: bool = False
 ) -> list[stt_pb2.TranscriptEvent]:
     return [event async for event in backend.stream(config, chunked(pcm, realtime=realtime))]
 
 
 @asynccontextmanager
-async def serving(backend: TranscribeBackend) -> AsyncIterator[stt_pb2_grpc.SpeechToTextStub]:
+async def serving(backend: STTBackend) -> AsyncIterator[stt_pb2_grpc.SpeechToTextStub]:
     """The real STT servicer around ``backend`` on a gRPC server on 127.0.0.1: what a caller sees."""
     server = grpc.aio.server()
     stt_pb2_grpc.add_SpeechToTextServicer_to_server(SpeechToTextServicer(backend), server)
@@ -449,13 +466,17 @@ async def test_fallback_to_whisper_transcribes_the_real_speech(
     streaming_env, transcribe_standin, speech_models, mode
 ):
     transcribe_standin.script(mode=mode, transcript="scripted words that must not appear")
-    backend = await started(transcribe_settings(fallback="whisper"))
+    backend = await started_with_whisper(transcribe_settings())
     pcm = speech_pcm(SPOKEN, RATE, tail_s=0.3)
     # Real time when Transcribe breaks mid-way, so it has only heard part of the utterance by then.
     realtime = mode == "midstream_error"
     async with serving(backend) as stub:
         config = stream_config(interim_results=True, language="auto")
         events = await grpc_stream(stub, config, pcm, realtime=realtime)
+        # Transcribe is down for its cooldown: the next utterance goes straight to Whisper.
+        assert backend.name == "whisper"
+        again = await grpc_stream(stub, stream_config(), pcm)
+    assert {"book", "table", "tonight"} <= words(again[-1].text), again[-1].text
 
     final = events[-1]
     assert final.kind == stt_pb2.TranscriptEvent.FINAL
@@ -463,15 +484,31 @@ async def test_fallback_to_whisper_transcribes_the_real_speech(
     assert "scripted" not in final.text
     # Nothing said before Transcribe failed is lost: Whisper heard the whole utterance.
     assert final.audio_s == pytest.approx(len(pcm) / 2 / RATE, abs=0.05)
-    (record,) = transcribe_standin.records()
+    (record,) = transcribe_standin.records()  # one call: the second utterance skipped Transcribe
     assert record["error"]
     if mode == "midstream_error":
         assert 0 < record["audio_bytes"] < len(pcm)  # Transcribe had part of it when the stream broke
 
 
+async def test_the_fallback_keeps_the_language_transcribe_was_asked_for(
+    streaming_env, transcribe_standin, speech_models
+):
+    # fr-FR configured for Transcribe reaches Whisper as fr-FR; an English-only Whisper cannot take
+    # that over, and the caller hears of the outage (RESOURCE_EXHAUSTED), with the reason.
+    transcribe_standin.script(mode="throttle")
+    backend = await started_with_whisper(transcribe_settings(transcribe_language_code="fr-FR"))
+    async with serving(backend) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await grpc_stream(stub, stream_config(), b"")
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "LimitExceededException" in err.value.details()
+    assert "whisper cannot take over" in err.value.details()
+    assert "English-only; language 'fr-FR'" in err.value.details()
+
+
 async def test_fallback_when_transcribe_is_unreachable(streaming_env, speech_models, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_TRANSCRIBE_STREAMING", f"https://localhost:{free_port()}")
-    backend = await started(transcribe_settings(fallback="whisper"))
+    backend = await started_with_whisper(transcribe_settings())
     pcm = speech_pcm(SPOKEN, RATE, tail_s=0.3)
     events = await collect(backend, stream_config(), pcm)
     assert [e.kind for e in events] == [stt_pb2.TranscriptEvent.FINAL]
@@ -482,7 +519,7 @@ async def test_fallback_when_transcribe_is_unreachable(streaming_env, speech_mod
 async def test_fallback_does_not_hide_access_denied(streaming_env, transcribe_standin, speech_models):
     # Credentials and permissions are for an operator to fix: a fallback would only hide them.
     transcribe_standin.script(mode="access_denied")
-    backend = await started(transcribe_settings(fallback="whisper"))
+    backend = await started_with_whisper(transcribe_settings())
     async with serving(backend) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await grpc_stream(stub, stream_config(), b"")
@@ -577,7 +614,6 @@ def test_bad_config_yaml_is_a_clear_error(tmp_path, monkeypatch, yaml_text, mess
         ({"transcribe_media_encoding": "flac"}, "set it to 'pcm'"),
         ({"transcribe_sample_rate": 96000}, "8000-48000"),
         ({"transcribe_vocabulary_filter_method": "blur"}, "vocabulary_filter_method"),
-        ({"fallback": "vosk"}, "only 'whisper'"),
     ],
 )
 def test_unusable_transcribe_settings_fail_at_startup(setting, message):
@@ -621,3 +657,43 @@ async def test_config_yaml_reaches_the_request_through_the_service_process(
     spectrum = np.abs(np.fft.rfft(sent))
     assert np.argmax(spectrum) * 8000 / len(sent) == pytest.approx(220, abs=5)
     assert final.audio_s == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        {"ECHO_STT_SERVICE": "transcribe,whisper"},
+        {"ECHO_STT_SERVICE": "transcribe", "ECHO_STT_FALLBACK": "whisper"},
+    ],
+    ids=["list", "older-fallback-setting"],
+)
+async def test_the_service_process_falls_back_and_says_who_serves(
+    streaming_env, transcribe_standin, speech_models, log_dir, spelling
+):
+    # `python -m services.stt` with the fallback list (or its older spelling): a throttled Transcribe hands
+    # the utterance to Whisper, GetCapabilities then names Whisper with its stable partials, and health
+    # stays SERVING because Whisper is up.
+    transcribe_standin.script(mode="throttle")
+    cooldown = {"ECHO_STT_FALLBACK_COOLDOWN_S": "600", "ECHO_STT_FALLBACK_MAX_COOLDOWN_S": "600"}
+    env = {**streaming_env, **spelling, **cooldown, "ECHO_STT_MODEL": "whisper-tiny.en"}
+    proc, address = start_grpc_service("stt", env, log_dir)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = stt_pb2_grpc.SpeechToTextStub(channel)
+            before = await stub.GetCapabilities(audio_pb2.CapabilitiesRequest(), timeout=10)
+            pcm = speech_pcm(SPOKEN, RATE, tail_s=0.3)
+            events = await grpc_stream(stub, stream_config(), pcm)
+            after = await stub.GetCapabilities(audio_pb2.CapabilitiesRequest(), timeout=10)
+            health_reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="echo.v1.SpeechToText"), timeout=10
+            )
+    finally:
+        assert proc.stop() == 0, proc.log_tail()
+    assert {"book", "table", "tonight"} <= words(events[-1].text), events[-1].text
+    assert before == audio_pb2.Capabilities(
+        backend="transcribe", streaming=True, word_timings=True, backends=["transcribe", "whisper"]
+    )
+    assert after == audio_pb2.Capabilities(
+        backend="whisper", streaming=True, stable_partials=True, backends=["transcribe", "whisper"]
+    )
+    assert health_reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -31,6 +31,7 @@ from tests.aws.test_transcribe import (  # noqa: F401
     tone_pcm,
     transcribe_backend,
     transcribe_settings,
+    with_whisper,
 )
 from tests.servicetools import free_port
 from tests.speech import speech_pcm, words
@@ -395,9 +396,9 @@ async def test_batch_without_credentials_is_unauthenticated(bucket, monkeypatch)
 @pytest.mark.usefixtures("speech_models")
 async def test_batch_falls_back_to_whisper_when_s3_is_unreachable(bucket, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
-    backend, output = await backend_for(
-        s3_bucket_audio=bucket, fallback="whisper", transcribe_language_code="auto"
-    )
+    transcribe, output = await backend_for(s3_bucket_audio=bucket, transcribe_language_code="auto")
+    # ECHO_STT_SERVICE=transcribe,whisper; "auto" reaches Whisper as no language (it detects one).
+    backend = await with_whisper(transcribe)
     pcm = speech_pcm("Remind me to water the plants on Sunday.", 16000)
     async with serving(backend) as stub:
         reply = await stub.Recognize(
@@ -409,6 +410,7 @@ async def test_batch_falls_back_to_whisper_when_s3_is_unreachable(bucket, monkey
         )
     assert {"remind", "water", "plants", "sunday"} <= words(reply.text), reply.text
     assert output.started == []  # the upload failed first: no job was started
+    assert backend.name == "whisper"  # Transcribe is down for its cooldown
 
 
 # --- IAM enforced: a moto of our own that checks signatures and policies -----------------------------

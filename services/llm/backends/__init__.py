@@ -6,6 +6,14 @@ from services.common.registry import Registry
 from services.llm.backends.base import LLMBackend
 from services.llm.config import LLMSettings
 
+
+def _chain(backends: list[LLMBackend]) -> LLMBackend:
+    from services.common.fallback import load_fallback_settings
+    from services.llm.fallback import FallbackLLM
+
+    return FallbackLLM(backends, load_fallback_settings("llm"))
+
+
 REGISTRY: Registry[LLMBackend] = Registry(
     "ECHO_LLM_SERVICE",
     LLMBackend,
@@ -18,6 +26,7 @@ REGISTRY: Registry[LLMBackend] = Registry(
         # Scripted replies at a set pace, for deterministic tests.
         "fake": "services.llm.backends.fake:FakeLLMBackend",
     },
+    chain=_chain,
 )
 
 

@@ -14,8 +14,12 @@ if TYPE_CHECKING:
 
 
 class LLMBackend(Protocol):
-    name: str
-    capabilities: BackendCapabilities
+    # Read-only: a fallback chain reports the backend serving now.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> BackendCapabilities: ...
 
     async def start(self) -> None:
         """Load the model or open clients; called once before the service reports SERVING."""

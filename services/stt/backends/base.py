@@ -10,8 +10,12 @@ from services.common.capabilities import BackendCapabilities
 
 
 class STTBackend(Protocol):
-    name: str
-    capabilities: BackendCapabilities
+    # Read-only: a fallback chain reports the backend serving now.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> BackendCapabilities: ...
 
     async def start(self) -> None:
         """Load models or open clients; called once before the service reports SERVING."""

@@ -3,8 +3,8 @@
 Streaming sends PCM at ``transcribe_sample_rate``; Transcribe may close several result segments in one
 utterance, so PARTIAL events carry everything said so far and the one FINAL joins every closed segment.
 ``Recognize`` streams short recordings and sends long ones (or an ``s3://`` uri) to a batch job.
-With ``fallback=whisper`` a throttled or unreachable Transcribe hands the utterance to local Whisper:
-the audio received so far is kept, so nothing the caller said is lost.
+A fallback to local Whisper (``ECHO_STT_SERVICE=transcribe,whisper``) is services/stt/fallback.py's
+chain; ``handoff_config`` tells it the language Transcribe was asked for.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from services.common import aws
 from services.common.audio import PcmConverter, decode_to_mono16k, float_to_pcm16, wav_bytes
 from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError
-from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.common.errors import InvalidArgument, Unavailable
 from services.stt.backends.transcribe_settings import TranscribeSettings, load_transcribe_settings
 from services.stt.backends.whisper import FILE_ENCODINGS, check_stream_format
 from services.stt.config import STTSettings
@@ -77,18 +77,10 @@ class TranscribeBackend:
             raise ConfigError(f"transcribe vocabulary_filter_method must be one of {FILTER_METHODS}")
         if not 8000 <= settings.transcribe_sample_rate <= 48000:
             raise ConfigError("transcribe sample_rate must be within 8000-48000")
-        if settings.fallback not in ("", "whisper"):
-            raise ConfigError(f"ECHO_STT_FALLBACK={settings.fallback!r}: only 'whisper' is a fallback")
         # Exposed so tests can register botocore event handlers before the first call.
         self.session = aws.session(settings.region or None)
-        self.fallback: Any = None
 
     async def start(self) -> None:
-        if self.settings.fallback == "whisper":
-            from services.stt.backends.whisper import WhisperBackend
-
-            self.fallback = WhisperBackend(self.service)
-            await self.fallback.start()
         log.info(
             "Transcribe backend in %s (endpoint %s)",
             aws.region(self.settings.region or None),
@@ -96,8 +88,7 @@ class TranscribeBackend:
         )
 
     async def close(self) -> None:
-        if self.fallback is not None:
-            await self.fallback.close()
+        """Nothing held open: each call opens its own client."""
 
     # --- streaming ------------------------------------------------------------------------------
 
@@ -176,9 +167,9 @@ class TranscribeBackend:
     ) -> AsyncIterator[stt_pb2.TranscriptEvent]:
         check_stream_format(config.audio)
         options = self._stream_options(config)
-        # One pump reads the caller's audio into a queue, so a fallback can replay what was sent.
+        # One pump reads the caller's audio into a queue, so a broken caller stream ends the audio
+        # cleanly and is reported instead of a FINAL.
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        received: list[bytes] = []
 
         async def pump() -> None:
             try:
@@ -195,47 +186,28 @@ class TranscribeBackend:
                 raise pump_task.exception()  # type: ignore[misc]
 
         try:
-            try:
-                async for event in self._transcribe_stream(config, options, queue, received):
-                    if event.kind == stt_pb2.TranscriptEvent.FINAL:
-                        caller_failed()
-                    yield event
-            except (ResourceExhausted, Unavailable) as error:
-                if self.fallback is None:
-                    raise
-                log.warning("Transcribe failed (%s); falling back to Whisper for this utterance", error)
-                async for event in self.fallback.stream(
-                    self._fallback_config(config), self._replay(received, queue)
-                ):
-                    if event.kind == stt_pb2.TranscriptEvent.FINAL:
-                        caller_failed()
-                    if event.kind == stt_pb2.TranscriptEvent.FINAL or config.interim_results:
-                        yield event
+            async for event in self._transcribe_stream(config, options, queue):
+                if event.kind == stt_pb2.TranscriptEvent.FINAL:
+                    caller_failed()
+                yield event
         finally:
             pump_task.cancel()
 
-    def _fallback_config(self, config: stt_pb2.RecognitionConfig) -> stt_pb2.RecognitionConfig:
-        """The request for Whisper, in the language Transcribe was asked for (so a configured fr-FR stays
-        French); "auto" is Transcribe's word, and Whisper detects the language when given none."""
+    def handoff_config(self, config: stt_pb2.RecognitionConfig) -> stt_pb2.RecognitionConfig:
+        """The request for a backend taking over (Whisper), in the language Transcribe was asked for (so a
+        configured fr-FR stays French); "auto" is Transcribe's word, and Whisper detects the language
+        when given none."""
         local = stt_pb2.RecognitionConfig()
         local.CopyFrom(config)
         language = self._language(config.language)
         local.language = "" if language.lower() == "auto" else language
         return local
 
-    @staticmethod
-    async def _replay(received: list[bytes], queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
-        for kept in list(received):
-            yield kept
-        while (chunk := await queue.get()) is not None:
-            yield chunk
-
     async def _transcribe_stream(
         self,
         config: stt_pb2.RecognitionConfig,
         options: dict[str, Any],
         queue: asyncio.Queue[bytes | None],
-        received: list[bytes],
     ) -> AsyncIterator[stt_pb2.TranscriptEvent]:
         operation = "Transcribe StartStreamTranscription"
         dst_rate = self.settings.transcribe_sample_rate
@@ -251,7 +223,6 @@ class TranscribeBackend:
         async def send_audio() -> None:
             nonlocal sent_samples
             while (chunk := await queue.get()) is not None:
-                received.append(chunk)
                 # Bit-exact when the caller already sends what Transcribe takes.
                 pcm = converter.convert_pcm16(chunk)
                 if pcm:
@@ -357,18 +328,10 @@ class TranscribeBackend:
                 raise InvalidArgument(
                     f"{duration:.0f} s of audio needs a batch job; set S3_BUCKET_AUDIO to enable it"
                 )
-            try:
-                uri = await self._upload(wav_bytes(float_to_pcm16(samples), 16000))
-                response = await self._batch(uri, request.config, started)
-                response.duration_s = duration  # the recording's length, not the last word's end
-                return response
-            except (ResourceExhausted, Unavailable) as error:
-                if self.fallback is None:
-                    raise
-                log.warning("Transcribe batch failed (%s); falling back to Whisper for this recording", error)
-                local = stt_pb2.RecognizeRequest(config=self._fallback_config(request.config))
-                local.audio = request.audio
-                return await self.fallback.recognize(local)
+            uri = await self._upload(wav_bytes(float_to_pcm16(samples), 16000))
+            response = await self._batch(uri, request.config, started)
+            response.duration_s = duration  # the recording's length, not the last word's end
+            return response
         return await self._recognize_streaming(samples, request.config, started)
 
     async def _recognize_streaming(

@@ -1,6 +1,6 @@
 """Settings of the Amazon Transcribe backend (ECHO_STT_SERVICE=transcribe), beside it because
 transcribe.py is already long. Environment names are ECHO_STT_TRANSCRIBE_* (plus the roadmap's
-AWS_REGION, S3_BUCKET_AUDIO and ECHO_STT_FALLBACK); config.yaml's ``aws.transcribe`` block sets the
+AWS_REGION and S3_BUCKET_AUDIO); config.yaml's ``aws.transcribe`` block sets the
 transcribe_* fields under their short names, and an explicit key in the ``stt:`` section wins."""
 
 from __future__ import annotations
@@ -38,13 +38,6 @@ class TranscribeSettings:
     )
     transcribe_poll_interval_s: float = field(default=2.0, metadata={"help": "batch job polling interval"})
     transcribe_batch_timeout_s: float = field(default=1800.0, metadata={"help": "give up on a batch job"})
-    fallback: str = field(
-        default="",
-        metadata={
-            "env": "ECHO_STT_FALLBACK",
-            "help": "'whisper': use local Whisper when Transcribe fails or throttles",
-        },
-    )
 
 
 def load_transcribe_settings() -> TranscribeSettings:

@@ -6,6 +6,14 @@ from services.common.registry import Registry
 from services.tts.backends.base import TTSBackend
 from services.tts.config import TTSSettings
 
+
+def _chain(backends: list[TTSBackend]) -> TTSBackend:
+    from services.common.fallback import load_fallback_settings
+    from services.tts.fallback import FallbackTTS
+
+    return FallbackTTS(backends, load_fallback_settings("tts"))
+
+
 REGISTRY: Registry[TTSBackend] = Registry(
     "ECHO_TTS_SERVICE",
     TTSBackend,
@@ -15,6 +23,7 @@ REGISTRY: Registry[TTSBackend] = Registry(
         # A tone as long as the text, for deterministic tests.
         "fake": "services.tts.backends.fake:FakeTTSBackend",
     },
+    chain=_chain,
 )
 
 

@@ -11,8 +11,12 @@ from services.common.errors import InvalidArgument
 
 
 class TTSBackend(Protocol):
-    name: str
-    capabilities: BackendCapabilities
+    # Read-only: a fallback chain reports the backend serving now.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> BackendCapabilities: ...
 
     async def start(self) -> None:
         """Load voices or open clients; called once before the service reports SERVING."""
