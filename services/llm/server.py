@@ -42,12 +42,15 @@ def check_max_tokens(max_tokens: int) -> None:
 
 def check_sampling(sampling: llm_pb2.SamplingParams) -> None:
     check_max_tokens(sampling.max_tokens)
-    if not math.isfinite(sampling.temperature) or not 0 <= sampling.temperature <= 2:
+    # Unset means the configured default; a value that is set, 0 included, is used as it is.
+    if sampling.HasField("temperature") and not (
+        math.isfinite(sampling.temperature) and 0 <= sampling.temperature <= 2
+    ):
         raise InvalidArgument(
-            f"temperature must be between 0 and 2 (0 for the default), got {sampling.temperature}"
+            f"temperature must be between 0 and 2 (unset for the default), got {sampling.temperature}"
         )
-    if not math.isfinite(sampling.top_p) or not 0 <= sampling.top_p <= 1:
-        raise InvalidArgument(f"top_p must be between 0 and 1 (0 for the default), got {sampling.top_p}")
+    if sampling.HasField("top_p") and not (math.isfinite(sampling.top_p) and 0 <= sampling.top_p <= 1):
+        raise InvalidArgument(f"top_p must be between 0 and 1 (unset for the default), got {sampling.top_p}")
 
 
 class LanguageModelServicer(llm_pb2_grpc.LanguageModelServicer):

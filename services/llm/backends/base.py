@@ -39,6 +39,12 @@ class LLMBackend(Protocol):
     async def list_models(self) -> list[llm_pb2.ModelInfo]: ...
 
 
+def sampling_value(sampling: llm_pb2.SamplingParams, name: str, default: float) -> float:
+    """A float of SamplingParams ("temperature", "top_p"): its value when set, 0 included (temperature 0
+    is greedy decoding), else the service's configured ``default``."""
+    return float(getattr(sampling, name)) if sampling.HasField(name) else default
+
+
 def done_event(
     prices: PriceTable,
     model: str,

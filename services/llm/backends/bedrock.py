@@ -24,7 +24,7 @@ from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError, load_settings
 from services.common.errors import NotFound, ResourceExhausted, ServiceError, Unavailable
 from services.llm import summary
-from services.llm.backends.base import done_event
+from services.llm.backends.base import done_event, sampling_value
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -130,8 +130,8 @@ class BedrockBackend:
         messages, system = converse_messages(list(request.messages))
         sampling = request.sampling
         inference: dict[str, Any] = {"maxTokens": sampling.max_tokens or self.service.max_tokens}
-        inference["temperature"] = sampling.temperature or self.service.temperature
-        inference["topP"] = sampling.top_p or self.service.top_p
+        inference["temperature"] = sampling_value(sampling, "temperature", self.service.temperature)
+        inference["topP"] = sampling_value(sampling, "top_p", self.service.top_p)
         if sampling.stop:
             inference["stopSequences"] = list(sampling.stop)
         models = self._models(request)

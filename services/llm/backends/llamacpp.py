@@ -22,7 +22,7 @@ from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError, load_settings
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.llm import summary
-from services.llm.backends.base import done_event
+from services.llm.backends.base import done_event, sampling_value
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -167,8 +167,8 @@ class LlamaCppBackend:
             prompt_tokens=prompt_tokens,
             # The reply gets what the context has left, up to the asked-for length.
             max_tokens=min(sampling.max_tokens or self.service.max_tokens, room),
-            temperature=sampling.temperature or self.service.temperature,
-            top_p=sampling.top_p or self.service.top_p,
+            temperature=sampling_value(sampling, "temperature", self.service.temperature),
+            top_p=sampling_value(sampling, "top_p", self.service.top_p),
             stop=stop,
             user_stop=any(sampling.stop),
             seed=sampling.seed or None,

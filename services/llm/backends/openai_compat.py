@@ -28,7 +28,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.llm import summary
-from services.llm.backends.base import done_event
+from services.llm.backends.base import done_event, sampling_value
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -123,8 +123,8 @@ class OpenAICompatBackend:
             "stream": True,
             "stream_options": {"include_usage": True},
             "max_tokens": sampling.max_tokens or self.service.max_tokens,
-            "temperature": sampling.temperature or self.service.temperature,
-            "top_p": sampling.top_p or self.service.top_p,
+            "temperature": sampling_value(sampling, "temperature", self.service.temperature),
+            "top_p": sampling_value(sampling, "top_p", self.service.top_p),
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
