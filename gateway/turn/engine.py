@@ -141,6 +141,10 @@ class TurnEngine:
             case ReplyDone(reply=reply) if reply is self.reply and self.state in REPLYING:
                 await self.finish(reply)
                 self.move(Trigger.REPLY_DONE, self.listening_state())
+            case ev.SessionStart() if self.state is not State.NEW:
+                raise ev.ProtocolError(
+                    ev.ErrorCode.SESSION_ALREADY_STARTED, "this session has already started"
+                )
             case ev.SessionStart():
                 await setup.start_session(self, item)
                 self.move(Trigger.START, State.IDLE)

@@ -10,6 +10,7 @@ from gateway.turn.clock import now
 # After the estimated end of playback, how long to wait for a client that reports its playback
 # position (its player may lag the server's clock a little) before the reply counts as heard.
 PLAYOUT_GRACE_S = 1.0
+TOLERANCE_S = 1e-4  # a timer may wake a hair early; waiting again for the float remainder would spin
 
 
 class Playout:
@@ -59,7 +60,7 @@ class Playout:
             if position is not None and position >= self.sent_ms:
                 return
             until = self.playout_end if position is None else grace_until
-            if now() >= until:
+            if now() >= until - TOLERANCE_S:
                 return
             self.update.clear()
             with contextlib.suppress(TimeoutError):

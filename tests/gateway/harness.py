@@ -108,9 +108,12 @@ class Harness:
         self.tts = FakeTTSBackend(TTSSettings(), fakes.tts)
         self.storage = FakeStorageBackend(StorageSettings(), fakes.storage)
         self.services = Services(
-            stt=InProcessStub(SpeechToTextServicer(self.stt), stt_pb2.DESCRIPTOR.services_by_name["SpeechToText"]),
+            stt=InProcessStub(
+                SpeechToTextServicer(self.stt), stt_pb2.DESCRIPTOR.services_by_name["SpeechToText"]
+            ),
             llm=InProcessStub(
-                LanguageModelServicer(self.llm, LLMSettings()), llm_pb2.DESCRIPTOR.services_by_name["LanguageModel"]
+                LanguageModelServicer(self.llm, LLMSettings()),
+                llm_pb2.DESCRIPTOR.services_by_name["LanguageModel"],
             ),
             tts=InProcessStub(
                 TextToSpeechServicer(self.tts, TTSSettings().max_chars),

@@ -56,9 +56,10 @@ class _Deadline:
     async def run(self, awaitable: Any) -> Any:
         if self.at is None:
             return await awaitable
-        remaining = self.at - asyncio.get_running_loop().time()
         try:
-            return await asyncio.wait_for(awaitable, max(0.0, remaining))
+            # Not wait_for: on Python 3.11 it can swallow a cancellation that races a result.
+            async with asyncio.timeout_at(self.at):
+                return await awaitable
         except TimeoutError:
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
 
@@ -97,7 +98,9 @@ class InProcessStub:
     def __init__(self, servicer: Any, service: ServiceDescriptor) -> None:
         self.servicer = servicer
         for method in service.methods:
-            setattr(self, method.name, self._method(method.name, method.client_streaming, method.server_streaming))
+            setattr(
+                self, method.name, self._method(method.name, method.client_streaming, method.server_streaming)
+            )
 
     def _method(self, name: str, client_streaming: bool, server_streaming: bool) -> Callable[..., Any]:
         handler = getattr(self.servicer, name)

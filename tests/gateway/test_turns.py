@@ -52,11 +52,17 @@ def test_partials_arrive_while_speaking_and_the_next_turn_sees_the_history() -> 
             await h.next("response.done")
             partials = h.of("transcript.partial")
             assert len(partials) >= 3 and partials[0]["text"] != partials[-1]["text"]
-            assert h.at(lambda e: e["type"] == "transcript.partial") < h.at(lambda e: e["type"] == "speech.stopped")
+            assert h.at(lambda e: e["type"] == "transcript.partial") < h.at(
+                lambda e: e["type"] == "speech.stopped"
+            )
             await h.say(1.0)
             await h.next("response.done", text="Sure.")
             contents = [(m.role, m.content) for m in h.llm.requests[-1].messages[1:]]
-            assert contents == [("user", "tell me a joke"), ("assistant", "Why not."), ("user", "another one")]
+            assert contents == [
+                ("user", "tell me a joke"),
+                ("assistant", "Why not."),
+                ("user", "another one"),
+            ]
 
     run_virtual(scenario())
 
@@ -77,7 +83,9 @@ def test_a_speculative_reply_becomes_the_reply_and_answers_sooner() -> None:
                 h.send({"type": "session.end"})
                 ended = await h.next("session.ended")
                 assert ended["speculation"] == (
-                    {"started": 1, "used": 1, "discarded": 0} if speculate else {"started": 0, "used": 0, "discarded": 0}
+                    {"started": 1, "used": 1, "discarded": 0}
+                    if speculate
+                    else {"started": 0, "used": 0, "discarded": 0}
                 )
                 assert len(h.llm.requests) == 1  # the speculative generation was the only one
         return timings
@@ -150,7 +158,9 @@ def test_without_stable_partials_the_engine_speculates_on_the_last_partial_at_a_
 def test_an_earlier_part_is_carried_into_the_turn_the_user_is_still_speaking() -> None:
     async def scenario() -> None:
         async with Harness(speculate=False) as h:
-            h.stt.settings.decode_delay_s = 0.5  # the first part's final is still coming when the user goes on
+            h.stt.settings.decode_delay_s = (
+                0.5  # the first part's final is still coming when the user goes on
+            )
             h.stt.script("can you tell me", "how tall the eiffel tower is")
             await h.start()
             await h.stream(tone(1.0) + quiet(0.6) + tone(1.5) + quiet(1.2))
