@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip
 TEST_MODELS := whisper-tiny.en smollm2-135m qwen2.5-coder-0.5b piper-joe
 
 .DEFAULT_GOAL := help
-.PHONY: help run test models protos lint format clean bench
+.PHONY: help run test models protos lint format clean bench chromium
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,11 +16,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 
+# `make run EXTRAS=aws` also installs extras of pyproject.toml (comma- or space-separated), e.g. the
+# AWS backends' SDKs. The stamp's name lists them (.local-installed-aws), so other EXTRAS install again.
+EXTRAS ?=
+comma := ,
+space := $(subst ,, )
+RUN_EXTRAS := $(sort $(subst $(comma),$(space),$(EXTRAS)))
+RUN_STAMP := $(VENV)/.local-installed$(subst $(space),,$(addprefix -,$(RUN_EXTRAS)))
+
 # Reinstall when pyproject.toml changes. llama-cpp-python compiles from source the first time
-# (about 6 minutes on 2 cores); pip caches the wheel it builds.
-$(VENV)/.local-installed: pyproject.toml | $(BIN)/python
+# (about 6 minutes on 2 cores); pip caches the wheel it builds. The extras come from the stamp's name.
+$(sort $(VENV)/.local-installed $(RUN_STAMP)): pyproject.toml | $(BIN)/python
 	@echo "Installing Echo and its local backends (first run compiles llama.cpp: ~6 min)..."
-	$(PIP) install -e '.[local]'
+	$(PIP) install -e '.[local$(subst -,$(comma),$(patsubst .local-installed%,%,$(notdir $@)))]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
@@ -28,21 +36,25 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[dev]'
 	touch $@
 
-run: $(VENV)/.local-installed ## Set up everything and start the whole local stack (Ctrl-C stops it)
+run: $(RUN_STAMP) ## Set up everything and start the whole local stack (EXTRAS=aws: with the AWS SDKs)
 	$(BIN)/echo-voice models pull
 	$(BIN)/echo-voice run
 
-# The web client test drives Debian's Chromium through Playwright (which downloads no browser).
-$(VENV)/.chromium: | $(BIN)/python
-	@command -v chromium >/dev/null 2>&1 || { \
+# The web client test drives Debian's Chromium through Playwright (which downloads no browser). Checked
+# at every `make test` (no stamp that could outlive a failed install): installed, or `make test` stops.
+chromium: | $(BIN)/python ## Install Chromium (Debian package) for the web client test
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 		echo "Installing Chromium (Debian package) for the web client test..."; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
-	} || echo "WARNING: Chromium could not be installed; the web client test will be skipped"
-	touch $@
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; } \
+			|| { echo "ERROR: apt-get could not install Chromium; the web client test needs it." >&2; \
+			     echo "Install it (apt-get install chromium), then run make test again." >&2; exit 1; }; \
+		command -v chromium >/dev/null 2>&1 \
+			|| { echo "ERROR: apt-get installed chromium but there is no chromium command." >&2; exit 1; }; \
+	}
 
 # Fragments (deploy/*.mk) add prerequisites of `make test` here, e.g. their own tool installs.
-TEST_PREREQS := $(VENV)/.chromium
+TEST_PREREQS := chromium
 -include deploy/*.mk
 
 # mypy checks services/ here; gateway/ joins once it is mypy-clean (`make lint` checks both).

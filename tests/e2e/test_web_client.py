@@ -10,7 +10,6 @@ import pytest
 from tests.speech import speech_wav, words
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test installs it)")
 
 FLAGS = [
     "--no-sandbox",
@@ -26,8 +25,19 @@ FLAGS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Fail, never skip: a skipped browser test is a hole that stays open unnoticed (make test installs
+    Chromium or stops). Session-scoped and named first, so it fails before the stack starts."""
+    if CHROMIUM is None:
+        pytest.fail(
+            "Chromium is not installed: run `make chromium` (make test does), or apt-get install chromium"
+        )
+    return CHROMIUM
+
+
 @pytest.fixture()
-def browser_page(stack, tmp_path):
+def browser_page(chromium, stack, tmp_path):
     from playwright.sync_api import sync_playwright
 
     question = speech_wav(
@@ -35,7 +45,7 @@ def browser_page(stack, tmp_path):
     )
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=chromium,
             args=[*FLAGS, f"--use-file-for-fake-audio-capture={question}%noloop"],
         )
         page = browser.new_page()
