@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import llm_pb2_grpc, storage_pb2_grpc, stt_pb2_grpc, tts_pb2_grpc
 from gateway.config import GatewaySettings
-from gateway.protocol import ErrorCode, ProtocolError
+from gateway.events import ErrorCode, ProtocolError
 
 _OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),

@@ -203,8 +203,7 @@ class TurnEngine:
             self.listener.open()
         self.vad_ended_turn = False
         if self.state in REPLYING and not self.settings.barge_in:
-            self.move(Trigger.SPEECH_START, self.state)  # the reply goes on while the user speaks
-            return
+            return  # the reply goes on while the user speaks
         await self.interrupt("barge_in")
         self.move(Trigger.SPEECH_START, State.USER_SPEAKING)
 
@@ -215,8 +214,8 @@ class TurnEngine:
             return
         self.vad_ended_turn = True
         self.pending_finals.add(utterance.turn_id)
-        replying = self.reply is not None and self.state in REPLYING
-        self.move(Trigger.SPEECH_END, self.state if replying else State.TRANSCRIBING)
+        if self.reply is None or self.state not in REPLYING:
+            self.move(Trigger.SPEECH_END, State.TRANSCRIBING)  # else a reply plays on (barge-in off)
 
     async def on_commit(self) -> None:
         """input.commit: end the user's turn now, VAD or not."""
@@ -241,17 +240,20 @@ class TurnEngine:
         ):
             return  # the utterance is over: its final is what counts
         await self.output.send(ev.TranscriptPartial(turn_id=partial.utterance_id, text=partial.text))
-        if not (partial.stable and self.settings.speculate and self.can(Trigger.PAUSE)):
+        listening = self.state in (State.USER_SPEAKING, State.END_PENDING)
+        if not (partial.stable and self.settings.speculate and listening):
             return
         text = " ".join([*self.carried, partial.text])
         if self.speculative is not None and self.speculative.user_text == text:
             return
         self.discard_speculation()
+        state_before = self.state
         self.speculative = self.new_reply(
             partial.utterance_id, text, now(), speculated_at=listener.voice_frame
         )
         self.speculation.started += 1
-        self.move(Trigger.PAUSE, State.END_PENDING)
+        if state_before is State.USER_SPEAKING:
+            self.move(Trigger.PAUSE, State.END_PENDING)
 
     async def on_final(self, final: Final) -> None:
         utterance = final.utterance
@@ -269,9 +271,6 @@ class TurnEngine:
                 self.move(Trigger.FINAL_EMPTY, State.IDLE)
             elif final.text:  # an earlier part: carried into the turn still being spoken
                 self.carried.append(final.text)
-                self.move(Trigger.FINAL, self.state)
-            else:
-                self.move(Trigger.FINAL_EMPTY, self.state)
             return
         text = " ".join([*self.carried, final.text]).strip()
         self.carried = []
@@ -279,10 +278,8 @@ class TurnEngine:
         if not final.text:
             if spec is not None:
                 self.discard(spec)
-            if self.can(Trigger.FINAL_EMPTY):
-                self.move(
-                    Trigger.FINAL_EMPTY, self.state if self.state in REPLYING else self.listening_state()
-                )
+            if self.state is State.TRANSCRIBING and self.listening_state() is State.IDLE:
+                self.move(Trigger.FINAL_EMPTY, State.IDLE)
             return  # nothing intelligible: no reply (documented)
         timings = {
             "endpointing": ms(utterance.finished_at - utterance.speech_end),
@@ -390,8 +387,8 @@ class TurnEngine:
 
     async def end(self, reason: str) -> None:
         """session.end (answered with session.ended) or a disconnect: no turn is lost."""
-        if self.listener is not None and reason == "disconnect":
-            self.listener.cancel()
+        if self.listener is not None:
+            await self.listener.close()
         self.discard_speculation()
         await self.interrupt(reason)
         await self.memory.flush()

@@ -84,6 +84,7 @@ class Listener:
         self.pending = bytearray()  # input since the last turn, for input.commit without VAD
         self.utterance: Utterance | None = None
         self.last_partial = ""
+        self.streams: set[asyncio.Task[None]] = set()  # STT streams still running, open or ending
 
     @property
     def voice_frame(self) -> int:
@@ -133,6 +134,8 @@ class Listener:
         utterance = Utterance(turn_id=new_turn_id())
         utterance.feed(initial)
         utterance.task = asyncio.create_task(self._transcribe(utterance))
+        self.streams.add(utterance.task)
+        utterance.task.add_done_callback(self.streams.discard)
         self.utterance = utterance
         self.last_partial = ""
         return utterance
@@ -150,9 +153,17 @@ class Listener:
         return utterance
 
     def cancel(self) -> None:
+        """Drop the open utterance (its STT stream failed)."""
         if self.utterance is not None and self.utterance.task is not None:
             self.utterance.task.cancel()
         self.utterance = None
+
+    async def close(self) -> None:
+        """The session is over: stop every STT stream still running."""
+        self.utterance = None
+        for task in list(self.streams):
+            task.cancel()
+        await asyncio.gather(*self.streams, return_exceptions=True)
 
     async def _transcribe(self, utterance: Utterance) -> None:
         config = stt_pb2.RecognitionConfig(

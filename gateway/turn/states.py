@@ -39,27 +39,21 @@ S, T = State, Trigger
 _REPLYING = (S.THINKING, S.SPEAKING)
 _LISTENING = (S.USER_SPEAKING, S.END_PENDING)
 
-# (state, trigger) -> the states that move may lead to (more than one where a guard decides).
+# (state, trigger) -> the states that move may lead to (more than one where a guard decides). Events
+# that change nothing (a stable partial while one is already speculated on, the final of an earlier
+# part of a turn still being spoken, speech over a reply with barge-in off) make no move.
 TRANSITIONS: dict[tuple[State, Trigger], tuple[State, ...]] = {
     (S.NEW, T.START): (S.IDLE,),
     (S.IDLE, T.SPEECH_START): (S.USER_SPEAKING,),
     (S.TRANSCRIBING, T.SPEECH_START): (S.USER_SPEAKING,),  # the pending final is carried into this turn
     (S.USER_SPEAKING, T.PAUSE): (S.END_PENDING,),
-    (S.END_PENDING, T.PAUSE): (S.END_PENDING,),  # a new stable text replaces the speculation
     (S.END_PENDING, T.RESUME): (S.USER_SPEAKING,),
-    **{(s, T.SPEECH_END): (S.TRANSCRIBING,) for s in (S.IDLE, *_LISTENING)},
-    # With barge-in off a reply may still be playing when the user's turn ends: it goes on.
-    **{(s, T.SPEECH_END): (S.TRANSCRIBING, s) for s in _REPLYING},
-    # A final of an earlier part while the user speaks on: carried into the turn still being spoken.
-    **{(s, T.FINAL): (s,) for s in _LISTENING},
-    # An empty final: of the open utterance when STT failed (the turn is over), or of an earlier part.
-    **{(s, T.FINAL_EMPTY): (S.IDLE, s) for s in _LISTENING},
-    **{(s, T.FINAL_EMPTY): (s,) for s in _REPLYING},
+    **{(s, T.SPEECH_END): (S.TRANSCRIBING,) for s in (S.IDLE, *_LISTENING, *_REPLYING)},
+    **{(s, T.FINAL_EMPTY): (S.IDLE,) for s in _LISTENING},  # STT failed while the user was speaking
     (S.TRANSCRIBING, T.FINAL): (S.THINKING,),
-    (S.TRANSCRIBING, T.FINAL_EMPTY): (S.IDLE, S.TRANSCRIBING),  # another part may still be pending
+    (S.TRANSCRIBING, T.FINAL_EMPTY): (S.IDLE,),  # nothing intelligible: no reply
     **{(s, T.TEXT): (S.THINKING,) for s in (S.IDLE, *_LISTENING, S.TRANSCRIBING, *_REPLYING)},
-    # Barge-in stops the reply; with barge-in off the reply goes on while the user speaks.
-    **{(s, T.SPEECH_START): (S.USER_SPEAKING, s) for s in _REPLYING},
+    **{(s, T.SPEECH_START): (S.USER_SPEAKING,) for s in _REPLYING},  # barge-in
     **{(s, T.FINAL): (S.THINKING,) for s in _REPLYING},  # barge-in off: the new turn replaces the reply
     (S.THINKING, T.AUDIO_OUT): (S.SPEAKING,),
     **{(s, T.REPLY_DONE): (S.IDLE, S.USER_SPEAKING, S.TRANSCRIBING) for s in _REPLYING},
