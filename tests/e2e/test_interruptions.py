@@ -198,9 +198,9 @@ async def test_cancel_while_the_reply_is_being_played(stack, gateway_with):
         started = await client.start()
         await client.send({"type": "input.text", "text": "Describe the moon in three sentences."})
         sent = await until_audio_end(client)
-        # Every byte has arrived; a real-time player is still busy with it.
-        assert sent.first_audio_at is not None
-        played_s = time.perf_counter() - sent.first_audio_at
+        # Every byte has arrived, and a real-time player is still busy with it however slow this machine
+        # is: Piper synthesises each sentence as one chunk and the gateway sends it on at once, so the
+        # last sentence's audio has only just been sent whole, and the cancel follows within a round trip.
         audio_s = len(sent.audio) / 2 / sent.sample_rate
         await client.send({"type": "response.cancel"})
         interrupted = await client.collect_turn()
@@ -211,9 +211,8 @@ async def test_cancel_while_the_reply_is_being_played(stack, gateway_with):
     assert done["interrupted"] is True and done["interrupt_reason"] == "client_cancel"
     assert done["cancelled_calls"] == []  # the LLM and TTS had already finished: nothing to cancel
     assert done["audio_ms"]["sent"] == round(audio_s * 1000, 1)
-    if played_s < audio_s - 1.0:  # (always so unless this machine is slower than real time)
-        assert done["audio_ms"]["heard"] < done["audio_ms"]["sent"]
-        assert len(done["text"]) < len(generated), (done["text"], generated)
+    assert done["audio_ms"]["heard"] < done["audio_ms"]["sent"], done["audio_ms"]
+    assert len(done["text"]) < len(generated), (done["text"], generated)
     context = last_llm_context(stack)
     heard_context = done["text"] + "…" if done["text"] else None
     assert context[-2] == (
