@@ -57,11 +57,10 @@ chromium: | $(BIN)/python ## Install Chromium (Debian package) for the web clien
 TEST_PREREQS := chromium
 -include deploy/*.mk
 
-# mypy checks services/ here; gateway/ joins once it is mypy-clean (`make lint` checks both).
 test: $(VENV)/.dev-installed $(TEST_PREREQS) ## Install test dependencies, pull the small models, run lint and tests
 	$(BIN)/echo-voice models pull $(TEST_MODELS)
 	$(BIN)/ruff check .
-	$(BIN)/mypy services
+	$(BIN)/mypy services gateway
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 models: $(VENV)/.local-installed ## Pull the default models into ~/.cache/echo/models

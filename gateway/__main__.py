@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import uvicorn
 
 from gateway import config
@@ -18,7 +20,7 @@ def main() -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         ws_max_size=max(settings.max_frame_bytes, settings.max_message_bytes) * 4,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
 
 
