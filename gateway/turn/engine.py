@@ -184,7 +184,7 @@ class TurnEngine:
         elif heard.too_long:
             self.end_utterance(now())
         elif listener.utterance is not None and self.pausing_without_stable_partials():
-            await self.on_partial(Partial(listener.utterance.turn_id, listener.last_partial, stable=True))
+            self.speculate(listener.utterance.turn_id, listener.last_partial)
 
     def pausing_without_stable_partials(self) -> bool:
         listener = self.listener
@@ -233,26 +233,25 @@ class TurnEngine:
 
     async def on_partial(self, partial: Partial) -> None:
         listener = self.listener
-        if (
-            listener is None
-            or listener.utterance is None
-            or listener.utterance.turn_id != partial.utterance_id
-        ):
+        utterance = listener.utterance if listener is not None else None
+        if utterance is None or utterance.turn_id != partial.utterance_id:
             return  # the utterance is over: its final is what counts
         await self.output.send(ev.TranscriptPartial(turn_id=partial.utterance_id, text=partial.text))
-        listening = self.state in (State.USER_SPEAKING, State.END_PENDING)
-        if not (partial.stable and self.settings.speculate and listening):
+        if partial.stable:
+            self.speculate(partial.utterance_id, partial.text)
+
+    def speculate(self, turn_id: str, text: str) -> None:
+        """Start replying to a stable transcript while the end-of-turn silence still runs, held back."""
+        if not self.settings.speculate or self.state not in (State.USER_SPEAKING, State.END_PENDING):
             return
-        text = " ".join([*self.carried, partial.text])
+        assert self.listener is not None
+        text = " ".join([*self.carried, text])
         if self.speculative is not None and self.speculative.user_text == text:
             return
         self.discard_speculation()
-        state_before = self.state
-        self.speculative = self.new_reply(
-            partial.utterance_id, text, now(), speculated_at=listener.voice_frame
-        )
+        self.speculative = self.new_reply(turn_id, text, now(), speculated_at=self.listener.voice_frame)
         self.speculation.started += 1
-        if state_before is State.USER_SPEAKING:
+        if self.state is State.USER_SPEAKING:
             self.move(Trigger.PAUSE, State.END_PENDING)
 
     async def on_final(self, final: Final) -> None:

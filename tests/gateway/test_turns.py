@@ -151,6 +151,8 @@ def test_without_stable_partials_the_engine_speculates_on_the_last_partial_at_a_
             await h.say(1.5)
             done = await h.next("response.done")
             assert done.get("speculative") is True and done["text"] == "Noon."
+            texts = [e["text"] for e in h.of("transcript.partial")]
+            assert len(texts) == len(set(texts))  # the pause sent no partial twice
 
     run_virtual(scenario())
 
