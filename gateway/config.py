@@ -24,7 +24,16 @@ class GatewaySettings:
     max_utterance_s: float = field(default=30.0, metadata={"help": "a longer utterance is cut here"})
     # Turn-taking.
     vad_threshold: float = field(default=0.5, metadata={"help": "Silero speech probability for speech"})
-    end_silence_ms: int = field(default=500, metadata={"help": "silence that ends a user turn"})
+    end_silence_ms: int = field(default=500, metadata={"help": "silence that ends a user turn (silence)"})
+    turn_detection: str = field(
+        default="silence",
+        metadata={"help": "smart: Smart Turn decides at each short pause; silence: end_silence_ms alone"},
+    )
+    turn_pause_ms: int = field(default=200, metadata={"help": "pause after which Smart Turn is asked"})
+    max_end_silence_ms: int = field(
+        default=1800, metadata={"help": "smart: the silence that ends a turn Smart Turn calls incomplete"}
+    )
+    turn_threshold: float = field(default=0.5, metadata={"help": "smart: probability that ends the turn"})
     min_speech_ms: int = field(default=150, metadata={"help": "shorter blips are not speech"})
     barge_in: bool = field(default=True, metadata={"help": "user speech interrupts Echo's reply"})
     speculate: bool = field(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import events as ev
@@ -19,40 +18,20 @@ from gateway.clients import Services
 from gateway.config import GatewaySettings
 from gateway.turn import setup
 from gateway.turn.clock import ms, now
+from gateway.turn.endpointing import Endpointer, TurnModel, Verdict
 from gateway.turn.listener import Listener, Offload, new_turn_id
-from gateway.turn.memory import Memory, SessionInfo
+from gateway.turn.memory import Memory
 from gateway.turn.output import Output, ReplyChannel, Sink
 from gateway.turn.playout import Playout
 from gateway.turn.reply import AudioOut, Final, Partial, Reply, ReplyDone
-from gateway.turn.responder import Responder, Voice
+from gateway.turn.responder import Responder
+from gateway.turn.setup import Disconnected, Session, Speculation
 from gateway.turn.states import TRANSITIONS, State, Trigger
 from gateway.vad import SileroModel
 
 log = logging.getLogger("echo.gateway.engine")
 
 REPLYING = (State.THINKING, State.SPEAKING)
-PAUSE_MS = 200  # without stable partials: the quiet spell after which the last partial is speculated
-
-
-class Disconnected:
-    """The client went away."""
-
-
-@dataclass
-class Speculation:
-    started: int = 0
-    used: int = 0
-    discarded: int = 0
-
-
-@dataclass
-class Session:
-    """What session.start fixed."""
-
-    info: SessionInfo = field(default_factory=SessionInfo)
-    voice: Voice = field(default_factory=Voice)
-    realtime_playback: bool = True
-    stable_partials: bool = True
 
 
 class TurnEngine:
@@ -64,6 +43,7 @@ class TurnEngine:
         system_prompt: str,
         sink: Sink,
         offload: Offload = asyncio.to_thread,
+        turn_model: TurnModel | None = None,
     ) -> None:
         self.services, self.settings, self.system_prompt = services, settings, system_prompt
         self.vad_model, self.offload = vad_model, offload
@@ -84,6 +64,11 @@ class TurnEngine:
             settings.storage_timeout_s,
             settings.history_turns,
         )
+        smart = settings.turn_detection == "smart"
+        self.endpointer = Endpointer(
+            turn_model if smart else None, settings.turn_threshold, self.signal, offload
+        )
+        self.paused_at_frame = 0  # the VAD's last voiced frame when the user went quiet
         self.listener: Listener | None = None  # made by session.start
         self.responder: Responder | None = None
 
@@ -136,6 +121,8 @@ class TurnEngine:
                 await self.on_partial(item)
             case Final():
                 await self.on_final(item)
+            case Verdict() if self.state is State.END_PENDING:
+                await self.on_verdict(item)
             case AudioOut(reply=reply) if reply is self.reply and self.state is State.THINKING:
                 self.move(Trigger.AUDIO_OUT, State.SPEAKING)
             case ReplyDone(reply=reply) if reply is self.reply and self.state in REPLYING:
@@ -174,8 +161,8 @@ class TurnEngine:
         spec = self.speculative
         if spec is not None and listener.voice_frame > (spec.speculated_at_frame or 0):
             self.discard_speculation()  # the user was only pausing
-            if self.state is State.END_PENDING:
-                self.move(Trigger.RESUME, State.USER_SPEAKING)
+        if self.state is State.END_PENDING and listener.voice_frame > self.paused_at_frame:
+            self.move(Trigger.RESUME, State.USER_SPEAKING)
         if heard.speech_started_at_s is not None:
             await self.on_speech_start(heard.speech_started_at_s)
         if heard.speech_ended_at_s is not None:
@@ -183,18 +170,38 @@ class TurnEngine:
             self.end_utterance(heard.speech_end_time)
         elif heard.too_long:
             self.end_utterance(now())
-        elif listener.utterance is not None and self.pausing_without_stable_partials():
-            self.speculate(listener.utterance.turn_id, listener.last_partial)
+        elif listener.utterance is not None and listener.quiet_ms >= self.settings.turn_pause_ms:
+            self.on_pause()
 
-    def pausing_without_stable_partials(self) -> bool:
+    def on_pause(self) -> None:
+        """A short silence in the user's speech: ask the turn model, and without stable partials
+        speculate on the last partial."""
+        listener = self.listener
+        assert listener is not None and listener.utterance is not None
+        if self.state not in (State.USER_SPEAKING, State.END_PENDING):
+            return  # a reply plays on (barge-in off)
+        self.endpointer.ask(listener.utterance, listener.voice_frame)
+        if not self.session.stable_partials and listener.last_partial:
+            self.speculate(listener.utterance.turn_id, listener.last_partial)
+        self.pause()
+
+    def pause(self) -> None:
+        if self.state is State.USER_SPEAKING:
+            assert self.listener is not None
+            self.paused_at_frame = self.listener.voice_frame
+            self.move(Trigger.PAUSE, State.END_PENDING)
+
+    async def on_verdict(self, verdict: Verdict) -> None:
+        """The turn model heard the turn complete at this pause, and the user has said nothing since."""
         listener = self.listener
         assert listener is not None
-        return (
-            not self.session.stable_partials
-            and self.state is State.USER_SPEAKING
-            and listener.quiet_ms >= PAUSE_MS
-            and bool(listener.last_partial)
-        )
+        utterance = listener.utterance
+        if utterance is None or utterance.turn_id != verdict.utterance_id:
+            return
+        if not verdict.complete or listener.voice_frame != verdict.voice_frame:
+            return  # incomplete: listen on, up to max_end_silence_ms
+        await self.output.send(ev.SpeechStopped(at_ms=ms(listener.voice_ended_at_s)))
+        self.end_utterance(listener.voice_end_time())
 
     async def on_speech_start(self, at_s: float) -> None:
         await self.output.send(ev.SpeechStarted(at_ms=ms(at_s)))
@@ -251,8 +258,7 @@ class TurnEngine:
         self.discard_speculation()
         self.speculative = self.new_reply(turn_id, text, now(), speculated_at=self.listener.voice_frame)
         self.speculation.started += 1
-        if self.state is State.USER_SPEAKING:
-            self.move(Trigger.PAUSE, State.END_PENDING)
+        self.pause()
 
     async def on_final(self, final: Final) -> None:
         utterance = final.utterance
@@ -350,23 +356,7 @@ class TurnEngine:
         self.reply = None
         assert reply.channel is not None
         await reply.channel.end_audio()
-        sent = reply.playout.sent_ms
-        reply.heard_ms = reply.playout.heard_ms() if reply.interrupted else sent
-        reply.spoken = reply.spoken_text(reply.heard_ms)
-        await reply.channel.send(
-            ev.ResponseDone(
-                turn_id=reply.turn_id,
-                text=reply.spoken,
-                interrupted=reply.interrupted,
-                interrupt_reason=reply.interrupt_reason or None,
-                cancelled_calls=reply.cancelled_calls if reply.interrupted else None,
-                usage=reply.usage_summary(),
-                timings_ms=reply.timings,
-                audio_ms=ev.AudioMs(sent=round(sent, 1), heard=round(reply.heard_ms, 1)),
-                error=reply.error or None,
-                speculative=True if reply.speculative else None,
-            )
-        )
+        await reply.channel.send(reply.done_event())
         self.memory.remember(reply)
 
     def discard_speculation(self) -> None:
@@ -386,6 +376,7 @@ class TurnEngine:
 
     async def end(self, reason: str) -> None:
         """session.end (answered with session.ended) or a disconnect: no turn is lost."""
+        await self.endpointer.close()
         if self.listener is not None:
             await self.listener.close()
         self.discard_speculation()

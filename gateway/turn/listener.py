@@ -90,6 +90,16 @@ class Listener:
     def voice_frame(self) -> int:
         return self.vad.last_voice_frame
 
+    def voice_end_time(self, arrived: float | None = None) -> float:
+        """Loop time the last voiced audio arrived (``arrived``: when the latest audio did)."""
+        lag_s = (self.vad.frames - self.vad.last_voice_frame) * FRAME / RATE
+        return (now() if arrived is None else arrived) - lag_s
+
+    @property
+    def voice_ended_at_s(self) -> float:
+        """Offset in the session's input audio where the voice last was."""
+        return self.vad.last_voice_frame * FRAME / RATE
+
     @property
     def quiet_ms(self) -> float:
         return self.vad.silent_run * FRAME / RATE * 1000
@@ -112,7 +122,7 @@ class Listener:
                 heard.speech_started_at_s = event.at_s
             else:
                 heard.speech_ended_at_s = event.at_s
-                heard.speech_end_time = arrived - (self.vad.frames * FRAME / RATE - event.at_s)
+                heard.speech_end_time = self.voice_end_time(arrived)
         heard.too_long = self.utterance is not None and len(self.utterance.audio) >= self.max_bytes
         return heard
 

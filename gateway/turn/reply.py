@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gateway import events as ev
 from gateway.turn.playout import Playout
 
 if TYPE_CHECKING:
@@ -64,6 +65,24 @@ class Reply:
                 words = sentence.split()
                 parts.append(" ".join(words[: int(len(words) * (heard_ms - start) / (end - start))]))
         return " ".join(p for p in parts if p).strip()
+
+    def done_event(self) -> ev.ResponseDone:
+        """response.done: what the user heard of it (fixed now), usage, timings."""
+        sent = self.playout.sent_ms
+        self.heard_ms = self.playout.heard_ms() if self.interrupted else sent
+        self.spoken = self.spoken_text(self.heard_ms)
+        return ev.ResponseDone(
+            turn_id=self.turn_id,
+            text=self.spoken,
+            interrupted=self.interrupted,
+            interrupt_reason=self.interrupt_reason or None,
+            cancelled_calls=self.cancelled_calls if self.interrupted else None,
+            usage=self.usage_summary(),
+            timings_ms=self.timings,
+            audio_ms=ev.AudioMs(sent=round(sent, 1), heard=round(self.heard_ms, 1)),
+            error=self.error or None,
+            speculative=True if self.speculative else None,
+        )
 
     def usage_summary(self) -> dict[str, Any]:
         """The LLM's tokens and cost, the TTS's characters and cost, and their sum."""

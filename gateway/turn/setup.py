@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
@@ -12,7 +12,7 @@ from echo.v1 import audio_pb2, stt_pb2_grpc, tts_pb2, tts_pb2_grpc
 from gateway import events as ev
 from gateway.clients import rpc_error
 from gateway.turn.listener import Listener
-from gateway.turn.memory import Memory
+from gateway.turn.memory import Memory, SessionInfo
 from gateway.turn.output import Output
 from gateway.turn.responder import Generation, Responder, Voice
 from gateway.vad import RATE, StreamingVAD
@@ -22,6 +22,27 @@ if TYPE_CHECKING:
     from gateway.turn.engine import TurnEngine
 
 DEFAULT_RATE = 22050
+
+
+class Disconnected:
+    """The client went away."""
+
+
+@dataclass
+class Speculation:
+    started: int = 0
+    used: int = 0
+    discarded: int = 0
+
+
+@dataclass
+class Session:
+    """What session.start fixed."""
+
+    info: SessionInfo = field(default_factory=SessionInfo)
+    voice: Voice = field(default_factory=Voice)
+    realtime_playback: bool = True
+    stable_partials: bool = True
 
 
 @dataclass
@@ -103,9 +124,9 @@ async def start_session(engine: TurnEngine, message: ev.SessionStart) -> None:
     session.stable_partials = await stable_partials(services.stt)
     engine.output.session_id = info.session_id
     engine.memory.history = history
-    vad = StreamingVAD(
-        engine.vad_model, settings.vad_threshold, settings.min_speech_ms, settings.end_silence_ms
-    )
+    # With a turn model the VAD's silence is only the longest wait: the model ends complete turns sooner.
+    silence = settings.max_end_silence_ms if engine.endpointer.model is not None else settings.end_silence_ms
+    vad = StreamingVAD(engine.vad_model, settings.vad_threshold, settings.min_speech_ms, silence)
     engine.listener = Listener(
         services.stt,
         vad,

@@ -49,6 +49,18 @@ class EnergyVad:
         return (1.0 if loud else 0.0), h, c
 
 
+class ScriptedTurnModel:
+    """A fake Smart Turn: scripted probabilities, one per question (then: complete)."""
+
+    def __init__(self, *probabilities: float) -> None:
+        self.answers = list(probabilities)
+        self.heard_s: list[float] = []  # seconds of audio each question carried
+
+    def probability(self, audio: np.ndarray) -> float:
+        self.heard_s.append(len(audio) / RATE)
+        return self.answers.pop(0) if self.answers else 1.0
+
+
 async def inline(fn: Callable[..., Any], *args: Any) -> Any:
     """Offload that runs the work right here: no threads, so virtual time stays exact."""
     return fn(*args)
@@ -101,7 +113,9 @@ class Fakes:
 
 
 class Harness:
-    def __init__(self, fakes: Fakes | None = None, **settings: Any) -> None:
+    def __init__(
+        self, fakes: Fakes | None = None, turn_model: ScriptedTurnModel | None = None, **settings: Any
+    ) -> None:
         fakes = fakes or Fakes()
         self.stt = FakeSTTBackend(STTSettings(), fakes.stt)
         self.llm = FakeLLMBackend(LLMSettings(), fakes.llm)
@@ -127,7 +141,9 @@ class Harness:
         )  # type: ignore[arg-type]
         self.settings = replace(GatewaySettings(), **settings)
         self.sink = RecordingSink()
-        self.engine = TurnEngine(self.services, self.settings, EnergyVad(), SYSTEM_PROMPT, self.sink, inline)  # type: ignore[arg-type]
+        self.engine = TurnEngine(
+            self.services, self.settings, EnergyVad(), SYSTEM_PROMPT, self.sink, inline, turn_model
+        )  # type: ignore[arg-type]
         self.task: asyncio.Task[None] | None = None
         self.cursor = 0  # next() reads events after this index
 
