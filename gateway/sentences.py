@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 _END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+|\n+")
-_CLAUSE = re.compile(r"(?<=[,;:—])\s+")
+# A clause ends at a comma, semicolon, colon or dash (em, en, or a hyphen between spaces).
+_CLAUSE = re.compile(r"(?<=[,;:—–])\s+|(?<=\s-)\s+")
 _ABBREVIATIONS = ("mr.", "mrs.", "ms.", "dr.", "st.", "e.g.", "i.e.", "etc.", "vs.", "no.")
 _MARKUP = re.compile(r"[*_`#>|~]+")
 
@@ -22,7 +23,7 @@ class SentenceSplitter:
     first audio can start before the first full sentence is generated.
     """
 
-    def __init__(self, first_clause_words: int = 6, min_chars: int = 2) -> None:
+    def __init__(self, first_clause_words: int = 4, min_chars: int = 2) -> None:
         self.buffer = ""
         self.first_clause_words = first_clause_words
         self.min_chars = min_chars

@@ -37,6 +37,19 @@ def test_first_piece_may_end_at_a_clause_for_faster_first_audio() -> None:
     ]
 
 
+def test_by_default_the_first_piece_ends_at_the_first_clause_of_four_words() -> None:
+    assert feed(SentenceSplitter(), "Sure, I can help with that: the answer is four. Anything else?") == [
+        "Sure, I can help with that:",
+        "the answer is four.",
+        "Anything else?",
+    ]
+    assert (
+        feed(SentenceSplitter(), "The tower is tall - about 330 metres - and old.")[0]
+        == "The tower is tall -"
+    )
+    assert feed(SentenceSplitter(), "Paris is lovely – sunny all day.")[0] == "Paris is lovely –"
+
+
 def test_markdown_is_not_read_aloud_and_empty_pieces_are_dropped() -> None:
     assert speakable("**Bold** and `code` # heading") == "Bold and code heading"
     assert feed(SentenceSplitter(), "*** \n\n Fine.\n- item one\n") == ["Fine.", "- item one"]
