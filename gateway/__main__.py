@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import uvicorn
 
 from gateway import config
@@ -20,7 +18,8 @@ def main() -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         ws_max_size=max(settings.max_frame_bytes, settings.max_message_bytes) * 4,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+        # uvicorn annotates int but takes any number of seconds.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
 
 

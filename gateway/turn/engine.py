@@ -263,10 +263,11 @@ class TurnEngine:
     async def on_final(self, final: Final) -> None:
         utterance = final.utterance
         self.pending_finals.discard(utterance.turn_id)
-        if final.error is not None:
-            await self.output.error(final.error[0], final.error[1], utterance.turn_id)
         got = now()
-        await self.output.send(ev.TranscriptFinal(turn_id=utterance.turn_id, text=final.text))
+        if final.error is not None:  # no transcript: the error says why (documented)
+            await self.output.error(final.error[0], final.error[1], utterance.turn_id)
+        else:
+            await self.output.send(ev.TranscriptFinal(turn_id=utterance.turn_id, text=final.text))
         listener = self.listener
         assert listener is not None
         if self.state in (State.USER_SPEAKING, State.END_PENDING):
