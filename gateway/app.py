@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -15,12 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from echo.v1 import storage_pb2
-from gateway import cloudwatch_metrics, config
+from gateway import cloudwatch_metrics, config, smart_turn
 from gateway.clients import Services, rpc_error
 from gateway.config import GatewaySettings
 from gateway.events import protocol_schema
 from gateway.session import VoiceSession
 from gateway.vad import SileroModel
+from services.common.config import ConfigError
 
 log = logging.getLogger("echo.gateway")
 HERE = Path(__file__).parent
@@ -56,6 +58,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         Path(settings.system_prompt_file) if settings.system_prompt_file else HERE / "prompts/system.txt"
     )
     system_prompt = prompt_file.read_text().strip()
+    if settings.turn_detection not in ("smart", "silence"):
+        raise ConfigError(
+            f"ECHO_GATEWAY_TURN_DETECTION={settings.turn_detection!r}: use 'smart' or 'silence'"
+        )
+    smart = settings.turn_detection == "smart"
     # The open WebSocket sessions: what the ActiveSessions metric counts.
     sessions: set[VoiceSession] = set()
 
@@ -63,6 +70,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services.connect(settings)
         app.state.vad = SileroModel()
+        # Semantic end of turn: loaded (and its pinned file checked) off the loop, once for all sessions.
+        app.state.turn_model = await asyncio.to_thread(smart_turn.load) if smart else None
         log.info(
             "gateway using stt=%s llm=%s tts=%s storage=%s",
             settings.stt_addr,
@@ -90,7 +99,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.websocket("/v1/voice")
     async def voice(ws: WebSocket) -> None:
         await ws.accept()
-        session = VoiceSession(ws, app.state.services, settings, app.state.vad, system_prompt)
+        session = VoiceSession(
+            ws, app.state.services, settings, app.state.vad, system_prompt, app.state.turn_model
+        )
         sessions.add(session)
         try:
             await session.run()

@@ -15,6 +15,7 @@ from fastapi import WebSocket
 from gateway import events as ev
 from gateway.clients import Services
 from gateway.config import GatewaySettings
+from gateway.turn.endpointing import TurnModel
 from gateway.turn.engine import Disconnected, TurnEngine
 from gateway.vad import SileroModel
 
@@ -40,10 +41,13 @@ class VoiceSession:
         settings: GatewaySettings,
         vad_model: SileroModel,
         system_prompt: str,
+        turn_model: TurnModel | None = None,
     ) -> None:
         self.ws = ws
         self.settings = settings
-        self.engine = TurnEngine(services, settings, vad_model, system_prompt, WebSocketSink(ws))
+        self.engine = TurnEngine(
+            services, settings, vad_model, system_prompt, WebSocketSink(ws), turn_model=turn_model
+        )
 
     async def run(self) -> None:
         engine = asyncio.create_task(self.engine.run())

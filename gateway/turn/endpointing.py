@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,6 +19,22 @@ import numpy as np
 
 from gateway.turn.listener import Offload, Utterance
 from services.common.audio import pcm16_to_float
+
+# Smart Turn hears a fragment spoken with a falling voice ("Can you tell me.") as complete; a transcript
+# that stops on one of these words is a turn still going, whatever it sounds like.
+DANGLING_WORDS = frozenset(
+    "a an the of to for from with about at in on by and or but because if than whose my your our their"
+    " his her its".split()
+)
+DANGLING_PAIRS = frozenset(
+    {("tell", "me"), ("show", "me"), ("let", "me"), ("know", "if"), ("wondering", "if")}
+)
+
+
+def sounds_unfinished(transcript: str) -> bool:
+    """Whether the words so far stop mid-phrase (punctuation aside: Whisper ends fragments with '.')."""
+    words = re.findall(r"[a-z']+", transcript.lower())
+    return bool(words) and (words[-1] in DANGLING_WORDS or tuple(words[-2:]) in DANGLING_PAIRS)
 
 
 class TurnModel(Protocol):
@@ -43,7 +60,19 @@ class Endpointer:
         self.signal = signal
         self.offload = offload
         self.asked: tuple[str, int] | None = None  # (utterance, voice frame) last sent to the model
+        self.verdict: Verdict | None = None  # the model's latest answer
         self.task: asyncio.Task[None] | None = None
+
+    def complete(self, utterance: Utterance | None, voice_frame: int, transcript: str) -> bool:
+        """The turn is over: the model heard this very pause as complete, and the words agree."""
+        v = self.verdict
+        if (
+            v is None
+            or utterance is None
+            or (v.utterance_id, v.voice_frame) != (utterance.turn_id, voice_frame)
+        ):
+            return False
+        return v.complete and not sounds_unfinished(transcript)
 
     def ask(self, utterance: Utterance, voice_frame: int) -> None:
         """Once per pause: does the turn sound finished?"""

@@ -121,8 +121,9 @@ class TurnEngine:
                 await self.on_partial(item)
             case Final():
                 await self.on_final(item)
-            case Verdict() if self.state is State.END_PENDING:
-                await self.on_verdict(item)
+            case Verdict():
+                self.endpointer.verdict = item
+                await self.end_if_complete()
             case AudioOut(reply=reply) if reply is self.reply and self.state is State.THINKING:
                 self.move(Trigger.AUDIO_OUT, State.SPEAKING)
             case ReplyDone(reply=reply) if reply is self.reply and self.state in REPLYING:
@@ -191,17 +192,16 @@ class TurnEngine:
             self.paused_at_frame = self.listener.voice_frame
             self.move(Trigger.PAUSE, State.END_PENDING)
 
-    async def on_verdict(self, verdict: Verdict) -> None:
-        """The turn model heard the turn complete at this pause, and the user has said nothing since."""
+    async def end_if_complete(self) -> None:
+        """At a pause (on the model's verdict, or on newer words): end the turn if it is complete;
+        else listen on, up to max_end_silence_ms."""
         listener = self.listener
         assert listener is not None
-        utterance = listener.utterance
-        if utterance is None or utterance.turn_id != verdict.utterance_id:
+        if self.state is not State.END_PENDING:
             return
-        if not verdict.complete or listener.voice_frame != verdict.voice_frame:
-            return  # incomplete: listen on, up to max_end_silence_ms
-        await self.output.send(ev.SpeechStopped(at_ms=ms(listener.voice_ended_at_s)))
-        self.end_utterance(listener.voice_end_time())
+        if self.endpointer.complete(listener.utterance, listener.voice_frame, listener.last_partial):
+            await self.output.send(ev.SpeechStopped(at_ms=ms(listener.voice_ended_at_s)))
+            self.end_utterance(listener.voice_end_time())
 
     async def on_speech_start(self, at_s: float) -> None:
         await self.output.send(ev.SpeechStarted(at_ms=ms(at_s)))
@@ -246,6 +246,7 @@ class TurnEngine:
         await self.output.send(ev.TranscriptPartial(turn_id=partial.utterance_id, text=partial.text))
         if partial.stable:
             self.speculate(partial.utterance_id, partial.text)
+        await self.end_if_complete()  # newer words may finish the turn the model heard as complete
 
     def speculate(self, turn_id: str, text: str) -> None:
         """Start replying to a stable transcript while the end-of-turn silence still runs, held back."""

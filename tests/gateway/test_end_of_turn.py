@@ -3,6 +3,9 @@ the turn; complete ends it at once, incomplete listens on up to the long maximum
 
 from __future__ import annotations
 
+import pytest
+
+from gateway.turn.endpointing import sounds_unfinished
 from tests.gateway.harness import Harness, ScriptedTurnModel, quiet, tone
 from tests.virtual_clock import run_virtual
 
@@ -66,3 +69,33 @@ def test_silence_detection_never_asks_the_model() -> None:
             assert model.heard_s == []
 
     run_virtual(scenario())
+
+
+def test_a_turn_whose_words_stop_mid_phrase_waits_although_it_sounds_complete() -> None:
+    async def scenario() -> None:
+        model = ScriptedTurnModel(0.95)  # Smart Turn hears "...the capital of." spoken falling as complete
+        async with Harness(turn_model=model, **SMART) as h:
+            h.stt.script("i would like to know the capital of")
+            await h.start()
+            await h.stream(tone(2.0) + quiet(2.5))
+            stopped = await h.next("speech.stopped")
+            ended_after = h.at(lambda e: e["type"] == "speech.stopped") - stopped["at_ms"] / 1000
+            assert ended_after >= 1.75  # only the maximum silence ended it
+
+    run_virtual(scenario())
+
+
+@pytest.mark.parametrize(
+    ("words", "unfinished"),
+    [
+        ("I would like to know the capital of.", True),
+        ("Can you tell me", True),
+        ("I was wondering if", True),
+        ("What is the capital of France?", False),
+        ("how tall the eiffel tower is", False),
+        ("Can you help me", False),
+        ("", False),
+    ],
+)
+def test_words_that_stop_mid_phrase(words: str, unfinished: bool) -> None:
+    assert sounds_unfinished(words) is unfinished
