@@ -19,7 +19,7 @@ RUNTIME_TARGETS = {
     "llm": ("services.llm", 50052, True),
     "tts": ("services.tts", 50053, True),
     "storage": ("services.storage", 50054, False),
-    "gateway": ("gateway", 8080, False),
+    "gateway": ("gateway", 8080, True),  # Smart Turn, for ECHO_GATEWAY_TURN_DETECTION=smart
     "stt-aws": ("services.stt", 50051, False),
     "llm-aws": ("services.llm", 50052, False),
     "tts-aws": ("services.tts", 50053, False),
