@@ -17,6 +17,10 @@ class FallbackLLM(FallbackChain[LLMBackend]):
     def generate(self, request: llm_pb2.GenerateRequest) -> AsyncIterator[llm_pb2.GenerateEvent]:
         return self.stream_in_turn(lambda backend, _: backend.generate(request))
 
+    async def prefill(self, request: llm_pb2.PrefillRequest) -> llm_pb2.PrefillResponse:
+        # The backend the next Generate will go to first.
+        return await self.call_in_turn(lambda backend, _: backend.prefill(request))
+
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
         return await self.call_in_turn(lambda backend, _: backend.summarize(request))
 

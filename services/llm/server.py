@@ -74,6 +74,13 @@ class LanguageModelServicer(llm_pb2_grpc.LanguageModelServicer):
             yield event
 
     @unary_errors
+    async def Prefill(
+        self, request: llm_pb2.PrefillRequest, context: grpc.aio.ServicerContext
+    ) -> llm_pb2.PrefillResponse:
+        check_messages(request.messages, self.settings.max_prompt_chars)
+        return await self.backend.prefill(request)
+
+    @unary_errors
     async def Summarize(
         self, request: llm_pb2.SummarizeRequest, context: grpc.aio.ServicerContext
     ) -> llm_pb2.SummarizeResponse:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x65\x63ho/v1/llm.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x88\x01\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x05\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\x84\x01\n\x0fGenerateRequest\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.echo.v1.ChatMessage\x12\r\n\x05model\x18\x02 \x01(\t\x12)\n\x08sampling\x18\x03 \x01(\x0b\x32\x17.echo.v1.SamplingParams\x12\x0f\n\x07purpose\x18\x04 \x01(\t\":\n\x0eGenerateTiming\x12\x16\n\x0e\x66irst_token_ms\x18\x01 \x01(\x01\x12\x10\n\x08total_ms\x18\x02 \x01(\x01\"\x98\x01\n\rGenerateEvent\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x12\x1d\n\x05usage\x18\x03 \x01(\x0b\x32\x0e.echo.v1.Usage\x12\'\n\x06timing\x18\x04 \x01(\x0b\x32\x17.echo.v1.GenerateTiming\x12\r\n\x05model\x18\x05 \x01(\t\x12\x13\n\x0bstop_reason\x18\x06 \x01(\t\"]\n\x10SummarizeRequest\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.echo.v1.ChatMessage\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\"R\n\x11SummarizeResponse\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\x1d\n\x05usage\x18\x02 \x01(\x0b\x32\x0e.echo.v1.Usage\x12\r\n\x05model\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"S\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x12\n\nis_default\x18\x03 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.echo.v1.ModelInfo2\xa2\x02\n\rLanguageModel\x12>\n\x08Generate\x12\x18.echo.v1.GenerateRequest\x1a\x16.echo.v1.GenerateEvent0\x01\x12\x42\n\tSummarize\x12\x19.echo.v1.SummarizeRequest\x1a\x1a.echo.v1.SummarizeResponse\x12\x45\n\nListModels\x12\x1a.echo.v1.ListModelsRequest\x1a\x1b.echo.v1.ListModelsResponse\x12\x46\n\x0fGetCapabilities\x12\x1c.echo.v1.CapabilitiesRequest\x1a\x15.echo.v1.Capabilitiesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x65\x63ho/v1/llm.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x88\x01\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x05\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\x84\x01\n\x0fGenerateRequest\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.echo.v1.ChatMessage\x12\r\n\x05model\x18\x02 \x01(\t\x12)\n\x08sampling\x18\x03 \x01(\x0b\x32\x17.echo.v1.SamplingParams\x12\x0f\n\x07purpose\x18\x04 \x01(\t\"t\n\x0eGenerateTiming\x12\x16\n\x0e\x66irst_token_ms\x18\x01 \x01(\x01\x12\x10\n\x08total_ms\x18\x02 \x01(\x01\x12\x1a\n\x12prompt_eval_tokens\x18\x03 \x01(\x05\x12\x1c\n\x14prompt_cached_tokens\x18\x04 \x01(\x05\"\x98\x01\n\rGenerateEvent\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x12\x1d\n\x05usage\x18\x03 \x01(\x0b\x32\x0e.echo.v1.Usage\x12\'\n\x06timing\x18\x04 \x01(\x0b\x32\x17.echo.v1.GenerateTiming\x12\r\n\x05model\x18\x05 \x01(\t\x12\x13\n\x0bstop_reason\x18\x06 \x01(\t\"G\n\x0ePrefillRequest\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.echo.v1.ChatMessage\x12\r\n\x05model\x18\x02 \x01(\t\"a\n\x0fPrefillResponse\x12\x15\n\rcached_tokens\x18\x01 \x01(\x05\x12\x18\n\x10\x65valuated_tokens\x18\x02 \x01(\x05\x12\n\n\x02ms\x18\x03 \x01(\x01\x12\x11\n\tpreempted\x18\x04 \x01(\x08\"]\n\x10SummarizeRequest\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.echo.v1.ChatMessage\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\"R\n\x11SummarizeResponse\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\x1d\n\x05usage\x18\x02 \x01(\x0b\x32\x0e.echo.v1.Usage\x12\r\n\x05model\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"S\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x12\n\nis_default\x18\x03 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.echo.v1.ModelInfo2\xe0\x02\n\rLanguageModel\x12>\n\x08Generate\x12\x18.echo.v1.GenerateRequest\x1a\x16.echo.v1.GenerateEvent0\x01\x12\x42\n\tSummarize\x12\x19.echo.v1.SummarizeRequest\x1a\x1a.echo.v1.SummarizeResponse\x12\x45\n\nListModels\x12\x1a.echo.v1.ListModelsRequest\x1a\x1b.echo.v1.ListModelsResponse\x12\x46\n\x0fGetCapabilities\x12\x1c.echo.v1.CapabilitiesRequest\x1a\x15.echo.v1.Capabilities\x12<\n\x07Prefill\x12\x17.echo.v1.PrefillRequest\x1a\x18.echo.v1.PrefillResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,19 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEREQUEST']._serialized_start=237
   _globals['_GENERATEREQUEST']._serialized_end=369
   _globals['_GENERATETIMING']._serialized_start=371
-  _globals['_GENERATETIMING']._serialized_end=429
-  _globals['_GENERATEEVENT']._serialized_start=432
-  _globals['_GENERATEEVENT']._serialized_end=584
-  _globals['_SUMMARIZEREQUEST']._serialized_start=586
-  _globals['_SUMMARIZEREQUEST']._serialized_end=679
-  _globals['_SUMMARIZERESPONSE']._serialized_start=681
-  _globals['_SUMMARIZERESPONSE']._serialized_end=763
-  _globals['_LISTMODELSREQUEST']._serialized_start=765
-  _globals['_LISTMODELSREQUEST']._serialized_end=784
-  _globals['_MODELINFO']._serialized_start=786
-  _globals['_MODELINFO']._serialized_end=869
-  _globals['_LISTMODELSRESPONSE']._serialized_start=871
-  _globals['_LISTMODELSRESPONSE']._serialized_end=927
-  _globals['_LANGUAGEMODEL']._serialized_start=930
-  _globals['_LANGUAGEMODEL']._serialized_end=1220
+  _globals['_GENERATETIMING']._serialized_end=487
+  _globals['_GENERATEEVENT']._serialized_start=490
+  _globals['_GENERATEEVENT']._serialized_end=642
+  _globals['_PREFILLREQUEST']._serialized_start=644
+  _globals['_PREFILLREQUEST']._serialized_end=715
+  _globals['_PREFILLRESPONSE']._serialized_start=717
+  _globals['_PREFILLRESPONSE']._serialized_end=814
+  _globals['_SUMMARIZEREQUEST']._serialized_start=816
+  _globals['_SUMMARIZEREQUEST']._serialized_end=909
+  _globals['_SUMMARIZERESPONSE']._serialized_start=911
+  _globals['_SUMMARIZERESPONSE']._serialized_end=993
+  _globals['_LISTMODELSREQUEST']._serialized_start=995
+  _globals['_LISTMODELSREQUEST']._serialized_end=1014
+  _globals['_MODELINFO']._serialized_start=1016
+  _globals['_MODELINFO']._serialized_end=1099
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1101
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1157
+  _globals['_LANGUAGEMODEL']._serialized_start=1160
+  _globals['_LANGUAGEMODEL']._serialized_end=1512
 # @@protoc_insertion_point(module_scope)

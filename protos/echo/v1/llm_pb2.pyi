@@ -42,12 +42,16 @@ class GenerateRequest(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class GenerateTiming(_message.Message):
-    __slots__ = ("first_token_ms", "total_ms")
+    __slots__ = ("first_token_ms", "total_ms", "prompt_eval_tokens", "prompt_cached_tokens")
     FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_EVAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     first_token_ms: float
     total_ms: float
-    def __init__(self, first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    prompt_eval_tokens: int
+    prompt_cached_tokens: int
+    def __init__(self, first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., prompt_eval_tokens: _Optional[int] = ..., prompt_cached_tokens: _Optional[int] = ...) -> None: ...
 
 class GenerateEvent(_message.Message):
     __slots__ = ("delta", "done", "usage", "timing", "model", "stop_reason")
@@ -64,6 +68,26 @@ class GenerateEvent(_message.Message):
     model: str
     stop_reason: str
     def __init__(self, delta: _Optional[str] = ..., done: _Optional[bool] = ..., usage: _Optional[_Union[_audio_pb2.Usage, _Mapping]] = ..., timing: _Optional[_Union[GenerateTiming, _Mapping]] = ..., model: _Optional[str] = ..., stop_reason: _Optional[str] = ...) -> None: ...
+
+class PrefillRequest(_message.Message):
+    __slots__ = ("messages", "model")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    model: str
+    def __init__(self, messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class PrefillResponse(_message.Message):
+    __slots__ = ("cached_tokens", "evaluated_tokens", "ms", "preempted")
+    CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    EVALUATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MS_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTED_FIELD_NUMBER: _ClassVar[int]
+    cached_tokens: int
+    evaluated_tokens: int
+    ms: float
+    preempted: bool
+    def __init__(self, cached_tokens: _Optional[int] = ..., evaluated_tokens: _Optional[int] = ..., ms: _Optional[float] = ..., preempted: _Optional[bool] = ...) -> None: ...
 
 class SummarizeRequest(_message.Message):
     __slots__ = ("messages", "model", "max_tokens")

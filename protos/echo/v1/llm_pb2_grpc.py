@@ -55,6 +55,11 @@ class LanguageModelStub:
                 request_serializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
                 _registered_method=True)
+        self.Prefill = channel.unary_unary(
+                '/echo.v1.LanguageModel/Prefill',
+                request_serializer=echo_dot_v1_dot_llm__pb2.PrefillRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_llm__pb2.PrefillResponse.FromString,
+                _registered_method=True)
 
 
 class LanguageModelServicer:
@@ -86,6 +91,17 @@ class LanguageModelServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prefill(self, request, context):
+        """Evaluates the conversation so far (system prompt, history, the stable part of a partial user
+        message) into the model's context, so that a Generate that extends it evaluates only the rest.
+        Best effort and lower priority than Generate: a Generate, or a newer Prefill, that arrives first
+        takes the model, and this one ends early (preempted). Backends without a local context (HTTP,
+        Bedrock) evaluate nothing and answer zeros.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LanguageModelServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +124,11 @@ def add_LanguageModelServicer_to_server(servicer, server):
                     servicer.GetCapabilities,
                     request_deserializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.FromString,
                     response_serializer=echo_dot_v1_dot_audio__pb2.Capabilities.SerializeToString,
+            ),
+            'Prefill': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prefill,
+                    request_deserializer=echo_dot_v1_dot_llm__pb2.PrefillRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_llm__pb2.PrefillResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +239,33 @@ class LanguageModel:
             '/echo.v1.LanguageModel/GetCapabilities',
             echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
             echo_dot_v1_dot_audio__pb2.Capabilities.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prefill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.LanguageModel/Prefill',
+            echo_dot_v1_dot_llm__pb2.PrefillRequest.SerializeToString,
+            echo_dot_v1_dot_llm__pb2.PrefillResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError, load_settings
 from services.common.errors import NotFound, ResourceExhausted, ServiceError, Unavailable
 from services.llm import summary
-from services.llm.backends.base import done_event, sampling_value
+from services.llm.backends.base import done_event, no_prefill, sampling_value
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -204,6 +204,10 @@ class BedrockBackend:
         yield done_event(
             self.prices, model, input_tokens, output_tokens, first_token_ms, started, stop_reason
         )
+
+    async def prefill(self, request: llm_pb2.PrefillRequest) -> llm_pb2.PrefillResponse:
+        # Converse has no prefill; its prompt cache is filled by the requests themselves.
+        return no_prefill()
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
         return await summary.summarize(self, request, self.service.summary_max_tokens)

@@ -59,6 +59,7 @@ class FakeLLMBackend:
         self._script: deque[str] = deque(r for r in self.settings.replies.split("|") if r.strip())
         self.prices = PriceTable({MODEL: Price(0.0, 0.0)})
         self.requests: list[llm_pb2.GenerateRequest] = []  # every Generate request, as received
+        self.prefills: list[llm_pb2.PrefillRequest] = []  # every Prefill request, as received
         self.cancelled = 0  # generations whose consumer stopped before the last event
 
     def script(self, *replies: str) -> None:
@@ -118,6 +119,14 @@ class FakeLLMBackend:
         # done_event times with perf_counter; the loop's clock keeps this deterministic under a virtual one.
         event.timing.total_ms = (loop.time() - started) * 1000
         yield event
+
+    async def prefill(self, request: llm_pb2.PrefillRequest) -> llm_pb2.PrefillResponse:
+        """Recorded, so tests can see what the gateway prefilled; there is no context to fill."""
+        self._check_model(request.model)
+        recorded = llm_pb2.PrefillRequest()
+        recorded.CopyFrom(request)
+        self.prefills.append(recorded)
+        return llm_pb2.PrefillResponse()
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
         """The first sentence of each user message: deterministic, and recognisably from the input."""

@@ -3,6 +3,9 @@
 Generation runs in a worker thread that feeds an asyncio queue. When the consumer goes away (the
 gRPC call was cancelled, e.g. the user barged in) a cancel flag is set, and llama.cpp's per-token
 stopping check ends the generation at the next token, so no orphaned work keeps burning CPU.
+
+The context stays warm between calls (llamacpp_context): a prompt that starts with tokens already in
+it evaluates only the rest, and Prefill evaluates the conversation so far while the user speaks.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from services.common.config import ConfigError, load_settings
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.llm import summary
 from services.llm.backends.base import done_event, sampling_value
+from services.llm.backends.llamacpp_context import ModelSlot, PrefillJob, keep_prefix, run_prefill
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -34,6 +38,16 @@ class LlamaCppSettings:
     model: str = field(default="qwen2.5-coder-0.5b", metadata={"help": "model name or .gguf path"})
     threads: int = field(default=2, metadata={"help": "CPU threads for llama.cpp"})
     context_tokens: int = field(default=2048, metadata={"help": "context window (prompt + reply) in tokens"})
+    prefill_chunk_tokens: int = field(
+        default=32,
+        metadata={"help": "a prefill evaluates this many tokens between checks for a Generate waiting"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.prefill_chunk_tokens < 1:
+            raise ConfigError(
+                f"ECHO_LLM_PREFILL_CHUNK_TOKENS must be at least 1, got {self.prefill_chunk_tokens}"
+            )
 
 
 def load_llamacpp_settings() -> LlamaCppSettings:
@@ -45,6 +59,10 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+# A private-use character appended to a prefill's last message: the rendered prompt is cut where it
+# appears, before the template's end-of-turn marker and the assistant's header.
+CUT = "\ue000"
 
 
 @dataclass
@@ -59,6 +77,8 @@ class Generation:
     user_stop: bool
     seed: int | None
     stopping: list[Any]
+    # Prompt tokens found in the context (the rest were evaluated); set by the worker.
+    cached_tokens: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     output_tokens: int = 0
     # Tokens already produced when cancel was asked for; the rest were produced after it.
@@ -79,12 +99,13 @@ class LlamaCppBackend:
         self.llm: Any = None
         self.model_path: Path | None = None
         self._formatter: Any = None
-        # llama.cpp contexts are not thread-safe: one generation at a time, the others wait their turn.
+        # llama.cpp contexts are not thread-safe: one evaluation at a time, generations before prefills.
         # Released by the worker itself when it really ends, not when its consumer goes away.
-        self._slot = asyncio.Lock()
+        self.slot = ModelSlot()
         # Observable for tests and logs: generations whose worker thread has not finished yet.
         self.active_generations = 0
         self.last_generation: Generation | None = None
+        self.last_prefill: PrefillJob | None = None
 
     async def start(self) -> None:
         from llama_cpp import Llama
@@ -131,7 +152,7 @@ class LlamaCppBackend:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
     async def close(self) -> None:
-        async with self._slot:  # let a running generation end before freeing the model under it
+        async with self.slot.held():  # let a running generation end before freeing the model under it
             if self.llm is not None:
                 self.llm.close()
             self.llm = None
@@ -146,21 +167,36 @@ class LlamaCppBackend:
             "(choose another with ECHO_LLM_MODEL)"
         )
 
-    def _prepare(self, request: llm_pb2.GenerateRequest) -> Generation:
+    def _render(
+        self, messages: list[llm_pb2.ChatMessage], model: str, partial: bool = False
+    ) -> tuple[Any, list[int]]:
+        """The model's chat template applied to ``messages``, and its tokens. ``partial``: cut after
+        the last message's text (its words so far), so that the full prompt starts with these tokens."""
         if self.llm is None:
             raise Unavailable("the model is not loaded")
-        self._check_model(request.model)
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        formatted = self._formatter(messages=messages)
-        prompt_tokens = self.llm.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
-        )
-        room = self.settings.context_tokens - len(prompt_tokens)
-        if room < 1:
+        self._check_model(model)
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        if partial:
+            # Trailing spaces would end the cut on a lone space token that the next word replaces.
+            chat[-1]["content"] = chat[-1]["content"].rstrip() + CUT
+        formatted = self._formatter(messages=chat)
+        prompt = formatted.prompt
+        if partial:
+            # A template that does not copy the text verbatim renders no CUT: then the whole prompt
+            # is prefilled, and the Generate reuses whatever prefix of it matches.
+            end = prompt.rfind(CUT)
+            prompt = prompt[:end] if end >= 0 else prompt.replace(CUT, "")
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        if len(tokens) >= self.settings.context_tokens:
             raise InvalidArgument(
-                f"the prompt is {len(prompt_tokens)} tokens; the context window is "
+                f"the prompt is {len(tokens)} tokens; the context window is "
                 f"{self.settings.context_tokens} (shorten the conversation)"
             )
+        return formatted, tokens
+
+    def _prepare(self, request: llm_pb2.GenerateRequest) -> Generation:
+        formatted, prompt_tokens = self._render(list(request.messages), request.model)
+        room = self.settings.context_tokens - len(prompt_tokens)
         sampling = request.sampling
         stop = [s for s in (*sampling.stop, *(formatted.stop or [])) if s]
         return Generation(
@@ -195,6 +231,8 @@ class LlamaCppBackend:
 
         self.active_generations += 1
         try:
+            # Keep what the context shares with this prompt; llama.cpp evaluates only the rest.
+            job.cached_tokens = keep_prefix(self.llm, job.prompt_tokens, len(job.prompt_tokens) - 1)
             chunks = self.llm.create_completion(
                 prompt=job.prompt_tokens,
                 max_tokens=job.max_tokens,
@@ -248,13 +286,13 @@ class LlamaCppBackend:
             except RuntimeError:  # the loop is gone (shutdown); nobody is left to read this
                 job.cancel.set()
 
-        await self._slot.acquire()
+        await self.slot.acquire()
         try:
             worker = loop.run_in_executor(None, self._run, job, emit)
         except BaseException:
-            self._slot.release()
+            self.slot.release()
             raise
-        worker.add_done_callback(lambda _: self._slot.release())
+        worker.add_done_callback(lambda _: self.slot.release())
         first_token_ms = 0.0
         finished = False
         try:
@@ -278,6 +316,42 @@ class LlamaCppBackend:
             first_token_ms,
             started,
             job.stop_reason,
+            prompt_cached_tokens=job.cached_tokens,
+        )
+
+    async def prefill(self, request: llm_pb2.PrefillRequest) -> llm_pb2.PrefillResponse:
+        started = time.perf_counter()
+        _, tokens = self._render(list(request.messages), request.model, partial=True)
+        job = self.last_prefill = PrefillJob(tokens)
+        if await self.slot.acquire_for_prefill(job.stop):
+            loop = asyncio.get_running_loop()
+            try:
+                worker = loop.run_in_executor(
+                    None, run_prefill, self.llm, job, self.settings.prefill_chunk_tokens
+                )
+            except BaseException:
+                self.slot.release()
+                raise
+            worker.add_done_callback(lambda _: self.slot.release())
+            try:
+                # Shielded: a cancelled call must not release the slot while the thread still evaluates.
+                await asyncio.shield(worker)
+            except asyncio.CancelledError:
+                job.stop.set()  # the caller left: stop at the next chunk
+                raise
+        else:
+            job.preempted = True
+        if job.preempted:
+            log.debug(
+                "prefill preempted after %d of %d tokens",
+                job.cached_tokens + job.evaluated_tokens,
+                len(tokens),
+            )
+        return llm_pb2.PrefillResponse(
+            cached_tokens=job.cached_tokens,
+            evaluated_tokens=job.evaluated_tokens,
+            ms=(time.perf_counter() - started) * 1000,
+            preempted=job.preempted,
         )
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:

@@ -28,7 +28,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.llm import summary
-from services.llm.backends.base import done_event, sampling_value
+from services.llm.backends.base import done_event, no_prefill, sampling_value
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 
@@ -177,6 +177,8 @@ class OpenAICompatBackend:
         prompt_chars = sum(len(m.content) for m in request.messages)
         input_tokens = int(usage.get("prompt_tokens") or prompt_chars // 4 + 1)
         output_tokens = int(usage.get("completion_tokens") or deltas)
+        # OpenAI (and vLLM) say how much of the prompt their prefix cache served; others say nothing.
+        cached_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         yield done_event(
             self.prices,
             model,
@@ -186,7 +188,13 @@ class OpenAICompatBackend:
             started,
             stop_reason,
             reported_model,
+            prompt_cached_tokens=min(cached_tokens, input_tokens),
         )
+
+    async def prefill(self, request: llm_pb2.PrefillRequest) -> llm_pb2.PrefillResponse:
+        # The chat-completions API has no prefill; servers that cache prompts (OpenAI, vLLM, llama.cpp's
+        # server) reuse the prefix of the previous request, which Echo keeps stable.
+        return no_prefill()
 
     async def summarize(self, request: llm_pb2.SummarizeRequest) -> llm_pb2.SummarizeResponse:
         return await summary.summarize(self, request, self.service.summary_max_tokens)
