@@ -36,6 +36,9 @@ class GatewaySettings:
     turn_threshold: float = field(default=0.5, metadata={"help": "smart: probability that ends the turn"})
     min_speech_ms: int = field(default=150, metadata={"help": "shorter blips are not speech"})
     barge_in: bool = field(default=True, metadata={"help": "user speech interrupts Echo's reply"})
+    prefill: bool = field(
+        default=True, metadata={"help": "evaluate the turn so far into the LLM's context while you speak"}
+    )
     speculate: bool = field(
         default=True, metadata={"help": "start replying while the end-of-turn silence is still running"}
     )

@@ -23,6 +23,7 @@ from gateway.turn.listener import Listener, Offload, new_turn_id
 from gateway.turn.memory import Memory
 from gateway.turn.output import Output, ReplyChannel, Sink
 from gateway.turn.playout import Playout
+from gateway.turn.prefill import Prefiller, stable_words
 from gateway.turn.reply import AudioOut, Final, Partial, Reply, ReplyDone
 from gateway.turn.responder import Responder
 from gateway.turn.setup import Disconnected, Session, Speculation
@@ -69,6 +70,7 @@ class TurnEngine:
             turn_model if smart else None, settings.turn_threshold, self.signal, offload
         )
         self.paused_at_frame = 0  # the VAD's last voiced frame when the user went quiet
+        self.prefiller = Prefiller(services.llm, settings.llm_model, settings.llm_timeout_s)
         self.listener: Listener | None = None  # made by session.start
         self.responder: Responder | None = None
 
@@ -244,6 +246,9 @@ class TurnEngine:
         if utterance is None or utterance.turn_id != partial.utterance_id:
             return  # the utterance is over: its final is what counts
         await self.output.send(ev.TranscriptPartial(turn_id=partial.utterance_id, text=partial.text))
+        if self.settings.prefill and self.state in (State.USER_SPEAKING, State.END_PENDING):
+            text = " ".join([*self.carried, partial.text if partial.stable else stable_words(partial.text)])
+            self.prefiller.update(text.strip(), self.memory.messages(self.system_prompt, text.strip()))
         if partial.stable:
             self.speculate(partial.utterance_id, partial.text)
         await self.end_if_complete()  # newer words may finish the turn the model heard as complete
@@ -379,6 +384,7 @@ class TurnEngine:
     async def end(self, reason: str) -> None:
         """session.end (answered with session.ended) or a disconnect: no turn is lost."""
         await self.endpointer.close()
+        await self.prefiller.close()
         if self.listener is not None:
             await self.listener.close()
         self.discard_speculation()

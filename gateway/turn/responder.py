@@ -92,6 +92,10 @@ class Responder:
                         "input_tokens": event.usage.input_tokens,
                         "output_tokens": event.usage.output_tokens,
                         "cost_usd": event.usage.cost_usd,
+                        # Of the input, evaluated for this reply versus already in the model's context
+                        # (prefilled while the user spoke, or the provider's prompt cache).
+                        "prompt_eval_tokens": event.timing.prompt_eval_tokens,
+                        "prompt_cached_tokens": event.timing.prompt_cached_tokens,
                     }
                     reply.timings["llm_total"] = ms(now() - started)
                     # The service's own view, without the gRPC hop: the difference is transport.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from gateway.turn.states import State
 from services.common.capabilities import BackendCapabilities
 from tests.gateway.harness import Fakes, Harness, quiet, tone
@@ -241,5 +243,34 @@ def test_stereo_44k_input_is_converted_for_the_vad_and_stt() -> None:
             final = await h.next("transcript.final")
             stopped = h.of("speech.stopped")[0]
             assert final["text"] == "stereo" and 950 <= stopped["at_ms"] <= 1050
+
+    run_virtual(scenario())
+
+
+def test_the_turn_so_far_is_prefilled_while_the_user_speaks() -> None:
+    async def scenario() -> None:
+        async with Harness(speculate=False) as h:
+            h.stt.script("what is the capital of france")
+            await h.start()
+            await h.say(2.0)
+            done = await h.next("response.done")
+            prefilled = [r.messages[-1].content for r in h.llm.prefills]
+            # Only words that will not change (all but a partial's last), growing, never the same twice.
+            assert prefilled and prefilled[0] != "what is the capital of france"
+            assert all(b.startswith(a) for a, b in itertools.pairwise(prefilled))
+            assert len(prefilled) == len(set(prefilled))
+            assert [m.role for m in h.llm.prefills[-1].messages] == ["system", "user"]
+            assert "prompt_eval_tokens" in done["usage"] and "prompt_cached_tokens" in done["usage"]
+
+    run_virtual(scenario())
+
+
+def test_prefill_can_be_turned_off() -> None:
+    async def scenario() -> None:
+        async with Harness(prefill=False) as h:
+            await h.start()
+            await h.say(2.0)
+            await h.next("response.done")
+            assert h.llm.prefills == []
 
     run_virtual(scenario())
