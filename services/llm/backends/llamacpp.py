@@ -326,6 +326,8 @@ class LlamaCppBackend:
         if await self.slot.acquire_for_prefill(job.stop):
             loop = asyncio.get_running_loop()
             try:
+                if self.llm is None:  # closed while this prefill waited
+                    raise Unavailable("the model is not loaded")
                 worker = loop.run_in_executor(
                     None, run_prefill, self.llm, job, self.settings.prefill_chunk_tokens
                 )
