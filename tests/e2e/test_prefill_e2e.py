@@ -27,6 +27,5 @@ async def test_prefill_leaves_only_the_last_words_to_evaluate(gateway_with):
     # Without prefill the system prompt and the first turn are cached too, but all the user's new words
     # are evaluated after the turn ended; with it, only those after the last partial (and the chat
     # template's end of turn) are. Measured on 2 cores: 15 of 127 prompt tokens against 22.
-    assert warm["input_tokens"] == cold["input_tokens"]
     assert warm["prompt_eval_tokens"] < cold["prompt_eval_tokens"], (warm, cold)
     assert warm["prompt_eval_tokens"] <= 20, warm
