@@ -83,9 +83,6 @@ class TurnEngine:
         log.debug("session %s: %s --%s--> %s", self.session.info.session_id, self.state, trigger, target)
         self.state = target
 
-    def can(self, trigger: Trigger) -> bool:
-        return (self.state, trigger) in TRANSITIONS
-
     def listening_state(self) -> State:
         """Where the session is when no reply runs: the user may have a turn of their own going."""
         if self.listener is not None and self.listener.utterance is not None:
@@ -365,6 +362,11 @@ class TurnEngine:
         await reply.channel.end_audio()
         await reply.channel.send(reply.done_event())
         self.memory.remember(reply)
+        self.warm_llm()
+
+    def warm_llm(self) -> None:
+        if self.settings.prefill:
+            self.prefiller.warm(self.memory.messages(self.system_prompt, ""))
 
     def discard_speculation(self) -> None:
         spec, self.speculative = self.speculative, None

@@ -54,8 +54,14 @@ class Prefiller:
                     return
                 log.debug("prefill failed: %s", e.details())
 
-    def reset(self) -> None:
-        self.sent, self.pending = "", None
+    def warm(self, messages: list[llm_pb2.ChatMessage]) -> None:
+        """Between turns (session start, after each reply): the system prompt and the history, with an
+        empty user message the next turn will extend. On a session's first turn that is most of it."""
+        if self.unsupported:
+            return
+        self.sent, self.pending = "", messages
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():

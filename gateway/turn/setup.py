@@ -146,6 +146,7 @@ async def start_session(engine: TurnEngine, message: ev.SessionStart) -> None:
     )
     engine.responder = Responder(services.llm, services.tts, generation, session.voice, engine.signal)
     engine.memory.save_session()
+    engine.warm_llm()  # the system prompt and any resumed history, before the first word
     await engine.output.send(
         ev.SessionStarted(
             session_id=info.session_id,

@@ -254,13 +254,21 @@ def test_the_turn_so_far_is_prefilled_while_the_user_speaks() -> None:
             await h.start()
             await h.say(2.0)
             done = await h.next("response.done")
-            prefilled = [r.messages[-1].content for r in h.llm.prefills]
+            # First the system prompt with an empty user message (at session start), then the words.
+            assert h.llm.prefills[0].messages[-1].content == ""
+            prefilled = [r.messages[-1].content for r in h.llm.prefills[1:] if r.messages[-1].content]
             # Only words that will not change (all but a partial's last), growing, never the same twice.
             assert prefilled and prefilled[0] != "what is the capital of france"
             assert all(b.startswith(a) for a, b in itertools.pairwise(prefilled))
             assert len(prefilled) == len(set(prefilled))
-            assert [m.role for m in h.llm.prefills[-1].messages] == ["system", "user"]
+            assert [m.role for m in h.llm.prefills[1].messages] == ["system", "user"]
             assert "prompt_eval_tokens" in done["usage"] and "prompt_cached_tokens" in done["usage"]
+            await h.idle(0.1)  # after the reply: the history, warm for the next turn
+            assert [m.content for m in h.llm.prefills[-1].messages[1:]] == [
+                "what is the capital of france",
+                done["text"],
+                "",
+            ]
 
     run_virtual(scenario())
 
