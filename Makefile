@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip
 TEST_MODELS := whisper-tiny.en smollm2-135m qwen2.5-coder-0.5b piper-joe smart-turn-v3.2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test models protos lint format clean bench chromium
+.PHONY: help run test models protos lint format clean bench chromium espeak
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -53,8 +53,21 @@ chromium: | $(BIN)/python ## Install Chromium (Debian package) for the web clien
 			|| { echo "ERROR: apt-get installed chromium but there is no chromium command." >&2; exit 1; }; \
 	}
 
+# Spoken test audio from other speakers than Piper's (tests/speech.py ESPEAK_VOICES; bench/latency.py's
+# WER by voice): Debian's eSpeak NG, checked like Chromium.
+espeak: ## Install eSpeak NG (Debian package) for the test voices
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+		echo "Installing eSpeak NG (Debian package) for the test voices..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng; } \
+			|| { echo "ERROR: apt-get could not install espeak-ng; the test voices need it." >&2; \
+			     echo "Install it (apt-get install espeak-ng), then run make again." >&2; exit 1; }; \
+		command -v espeak-ng >/dev/null 2>&1 \
+			|| { echo "ERROR: apt-get installed espeak-ng but there is no espeak-ng command." >&2; exit 1; }; \
+	}
+
 # Fragments (deploy/*.mk) add prerequisites of `make test` here, e.g. their own tool installs.
-TEST_PREREQS := chromium
+TEST_PREREQS := chromium espeak
 -include deploy/*.mk
 
 test: $(VENV)/.dev-installed $(TEST_PREREQS) ## Install test dependencies, pull the small models, run lint and tests
@@ -79,7 +92,7 @@ format: $(VENV)/.dev-installed ## ruff format + autofix
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(VENV)/.local-installed ## Voice-to-voice latency benchmark (default models)
+bench: $(VENV)/.local-installed espeak ## Voice-to-voice latency benchmark (default models)
 	$(BIN)/echo-voice models pull
 	$(BIN)/python bench/latency.py
 
