@@ -1,11 +1,12 @@
-"""faster-whisper (CTranslate2, CPU int8): streaming partials by re-decoding the growing utterance."""
+"""faster-whisper (CTranslate2, CPU int8): streaming partials by re-decoding the growing utterance, and a
+speculative final decode the moment the audio turns quiet."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from services.common.audio import PcmConverter, decode_to_mono16k
 from services.common.capabilities import BackendCapabilities
 from services.common.config import load_settings
 from services.common.errors import InvalidArgument
+from services.stt.backends.decode_slot import FINAL, PARTIAL, DecodeSlot
+from services.stt.backends.whisper_decode import PARTIAL_WINDOW_S, Decoded, WhisperDecoder
 from services.stt.config import STTSettings
 
 log = logging.getLogger("echo.stt.whisper")
@@ -29,7 +32,7 @@ class WhisperSettings:
     model: str = field(default="whisper-tiny.en", metadata={"help": "model name or path"})
     beam_size: int = field(default=5, metadata={"help": "beam size for final transcripts"})
     threads: int = field(default=2, metadata={"help": "CPU threads for decoding"})
-    partial_interval_s: float = field(default=0.5, metadata={"help": "new audio between partials"})
+    partial_interval_s: float = field(default=0.4, metadata={"help": "new speech between partials"})
 
 
 def load_whisper_settings() -> WhisperSettings:
@@ -41,6 +44,7 @@ RATE = 16000
 QUIET_BELOW_PEAK_DB = 25.0
 QUIET_FLOOR_DB = -50.0
 QUIET_TAIL_S = 0.15
+PARTIAL_QUIET_S = 0.05  # no new partial once the tail has been quiet this long: the final may be next
 SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 FILE_ENCODINGS = {
     audio_pb2.WAV: "wav",
@@ -67,6 +71,21 @@ def check_stream_format(fmt: audio_pb2.AudioFormat) -> None:
         raise InvalidArgument(f"{fmt.channels} channels are not supported; send mono or stereo")
 
 
+@dataclass
+class _Job:
+    """One decode of the audio up to sample ``upto``; ``prefix``: the text of what came before the part
+    decoded (a partial of a long utterance)."""
+
+    upto: int
+    task: asyncio.Task[Decoded] = field(init=False)
+    prefix: str = ""
+    started: bool = False
+    done_at: float = 0.0  # perf_counter when it finished
+
+    def mark_started(self) -> None:
+        self.started = True
+
+
 class WhisperBackend:
     name = "whisper"
     # Stable partials: the full-beam decode on a quiet tail. No word timings (segments only).
@@ -78,9 +97,10 @@ class WhisperBackend:
         self.service = service
         self.settings = settings or load_whisper_settings()
         self.model: Any = None  # faster_whisper.WhisperModel once started
+        self.decoder: WhisperDecoder | None = None
         self.multilingual = False
-        # One decode at a time: CTranslate2 already uses every configured thread for one.
-        self._decode_slot = asyncio.Semaphore(1)
+        # One decode at a time (CTranslate2 already uses every configured thread for one), finals first.
+        self.slot = DecodeSlot()
 
     async def start(self) -> None:
         from faster_whisper import WhisperModel
@@ -91,13 +111,16 @@ class WhisperBackend:
         self.model = await asyncio.to_thread(
             WhisperModel, str(path), device="cpu", compute_type="int8", cpu_threads=self.settings.threads
         )
-        self.multilingual = bool(self.model.model.is_multilingual)
-        # A first decode pays one-off allocation costs; pay them before reporting SERVING.
-        await self._decode(np.zeros(RATE, dtype=np.float32), "en" if not self.multilingual else None, 1)
+        self.decoder = WhisperDecoder(self.model, self.settings.beam_size)
+        self.multilingual = self.decoder.multilingual
+        # A first decode of each kind pays one-off allocation costs; pay them before reporting SERVING.
+        language = "en" if not self.multilingual else None
+        await self.slot.run(FINAL, self.decoder.final, np.zeros(RATE, dtype=np.float32), language)
+        await self.slot.run(PARTIAL, self.decoder.partial, np.zeros(RATE, dtype=np.float32), language)
         log.info("Whisper ready in %.1f s (multilingual=%s)", time.monotonic() - started, self.multilingual)
 
     async def close(self) -> None:
-        self.model = None
+        self.model = self.decoder = None
 
     def _language(self, requested: str) -> str | None:
         lang = (requested or self.service.language or "").split("-")[0].lower() or None
@@ -107,33 +130,28 @@ class WhisperBackend:
             return "en"
         return lang
 
-    def _decode_sync(self, samples: np.ndarray, language: str | None, beam: int) -> tuple[list, str]:
-        assert self.model is not None
-        segments, info = self.model.transcribe(
-            samples,
-            language=language,
-            beam_size=beam,
-            vad_filter=False,
-            condition_on_previous_text=False,
+    def _job(self, priority: int, decode: Callable[..., Decoded], samples: np.ndarray, *args: Any) -> _Job:
+        job = _Job(upto=0)
+        job.task = asyncio.create_task(
+            self.slot.run(priority, decode, samples, *args, on_start=job.mark_started)
         )
-        return list(segments), info.language
 
-    async def _decode(self, samples: np.ndarray, language: str | None, beam: int) -> tuple[list, str, float]:
-        async with self._decode_slot:
-            started = time.perf_counter()
-            segments, lang = await asyncio.to_thread(self._decode_sync, samples, language, beam)
-            return segments, lang, (time.perf_counter() - started) * 1000
+        def finished(_: asyncio.Task[Decoded]) -> None:
+            job.done_at = time.perf_counter()
 
+        job.task.add_done_callback(finished)
+        return job
+
+    @staticmethod
     def _event(
-        self, kind: stt_pb2.TranscriptEvent.Kind, segments: list, lang: str, ms: float, audio_s: float
+        kind: stt_pb2.TranscriptEvent.Kind, text: str, decoded: Decoded, ms: float, audio_s: float
     ) -> stt_pb2.TranscriptEvent:
-        text = " ".join(s.text.strip() for s in segments).strip()
         return stt_pb2.TranscriptEvent(
             kind=kind,
             text=text,
-            start_s=segments[0].start if segments else 0.0,
-            end_s=segments[-1].end if segments else 0.0,
-            language=lang,
+            start_s=decoded.segments[0][1] if decoded.segments else 0.0,
+            end_s=decoded.segments[-1][2] if decoded.segments else 0.0,
+            language=decoded.language,
             decode_ms=ms,
             audio_s=audio_s,
         )
@@ -141,31 +159,32 @@ class WhisperBackend:
     async def stream(
         self, config: stt_pb2.RecognitionConfig, audio: AsyncIterator[bytes]
     ) -> AsyncIterator[stt_pb2.TranscriptEvent]:
-        """Partials re-decode the growing utterance (greedy). As soon as the tail turns quiet, a
-        full-beam decode starts; if only silence follows before the stream ends, that decode is the
-        final transcript, so the final is ready almost as soon as the caller says speech is over."""
+        """Partials: quick greedy decodes of the utterance so far (whisper_decode.py), one at a time, each
+        once ``partial_interval_s`` of new speech came. The moment the tail turns quiet, the final decode
+        (full beam) starts, speculatively: a partial still waiting for the decode slot is dropped, one
+        running is left to finish (CTranslate2 cannot be interrupted; partials are short so this is
+        brief) and its result thrown away, and the slot takes finals before partials. If only quiet
+        audio follows before the stream ends, that decode is the final transcript, ready about when the
+        caller decides speech is over; if the user goes on, it is a stable partial and the next quiet
+        tail starts another."""
         check_stream_format(config.audio)
         language = self._language(config.language)
-        rate, channels = config.audio.sample_rate, config.audio.channels or 1
+        decoder = self.decoder
+        assert decoder is not None, "start() first"
+        converter = PcmConverter(config.audio.sample_rate, config.audio.channels or 1, RATE)
         chunks: list[np.ndarray] = []
-        total = 0
-        decoded_upto = 0
-        voiced_upto = 0  # samples up to the end of the last loud chunk
+        total = voiced_upto = partial_from = 0  # samples; voiced_upto: the end of the last loud chunk
         peak_db = -120.0
-        running: asyncio.Task | None = None
-        running_upto, running_is_final = 0, False
-        candidate: tuple[int, tuple[list, str, float]] | None = None  # full-beam decode of audio[:n]
         interval = int(self.settings.partial_interval_s * RATE)
-        converter = PcmConverter(rate, channels, RATE)
+        partial: _Job | None = None
+        final: _Job | None = None  # the latest full decode (speculative until the stream ends)
+        anchor: _Job | None = None  # the latest finished full decode: partials may go on from its end
 
-        def take(task: asyncio.Task) -> stt_pb2.TranscriptEvent:
-            nonlocal candidate
-            segments, lang, ms = task.result()
-            event = self._event(stt_pb2.TranscriptEvent.PARTIAL, segments, lang, ms, running_upto / RATE)
-            if running_is_final:
-                candidate = (running_upto, (segments, lang, ms))
-                event.stable = True
-            return event
+        def drop_partial() -> None:
+            nonlocal partial
+            if partial is not None:
+                partial.task.cancel()  # never runs if still waiting; a running one finishes unseen
+                partial = None
 
         try:
             async for data in audio:
@@ -178,49 +197,79 @@ class WhisperBackend:
                 peak_db = max(peak_db, level)
                 if level > max(QUIET_FLOOR_DB, peak_db - QUIET_BELOW_PEAK_DB):
                     voiced_upto = total
-                if running is not None and running.done():
-                    event = take(running)
-                    running = None
-                    if config.interim_results and event.text:
+                if partial is not None and partial.task.done():
+                    job, partial = partial, None
+                    decoded = job.task.result()
+                    text = " ".join(t for t in (job.prefix, decoded.text) if t)
+                    if decoded.text:
+                        yield self._event(
+                            stt_pb2.TranscriptEvent.PARTIAL, text, decoded, decoded.ms, job.upto / RATE
+                        )
+                if final is not None and final.task.done() and anchor is not final:
+                    anchor = final
+                    decoded = final.task.result()
+                    if config.interim_results and decoded.text:
+                        event = self._event(
+                            stt_pb2.TranscriptEvent.PARTIAL,
+                            decoded.text,
+                            decoded,
+                            decoded.ms,
+                            final.upto / RATE,
+                        )
+                        event.stable = True
                         yield event
-                if running is not None:
-                    continue
-                quiet_tail = voiced_upto > 0 and total - voiced_upto >= QUIET_TAIL_S * RATE
-                if quiet_tail and (candidate is None or candidate[0] < voiced_upto):
-                    decoded_upto = running_upto = total
-                    running_is_final = True
-                    running = asyncio.create_task(
-                        self._decode(np.concatenate(chunks), language, self.settings.beam_size)
-                    )
-                elif (
-                    config.interim_results and total - decoded_upto >= interval and voiced_upto > decoded_upto
+                quiet_for = total - voiced_upto
+                if (
+                    voiced_upto
+                    and quiet_for >= QUIET_TAIL_S * RATE
+                    and (final is None or final.upto < voiced_upto)
                 ):
-                    # Only when there is new speech: re-decoding trailing silence would just compete
-                    # with the reply's LLM for the CPU.
-                    # Partials use greedy decoding: they are replaced anyway, and speed matters more.
-                    decoded_upto = running_upto = total
-                    running_is_final = False
-                    running = asyncio.create_task(self._decode(np.concatenate(chunks), language, 1))
-            if running is not None:
-                await running
-                take(running)
-                running = None
+                    drop_partial()
+                    final = self._job(FINAL, decoder.final, np.concatenate(chunks), language)
+                    final.upto = total
+                elif (
+                    config.interim_results
+                    and (partial is None or not partial.started)
+                    and total - partial_from >= interval
+                    and voiced_upto > partial_from
+                    # A quiet tail may be the end: leave the CPU to the final decode about to start.
+                    and quiet_for <= PARTIAL_QUIET_S * RATE
+                ):
+                    drop_partial()  # one still waiting would decode older audio than this one
+                    start, prefix = 0, ""
+                    if anchor is not None and total > PARTIAL_WINDOW_S * RATE:
+                        # Long: go on from the full decode that ended at a pause, and stitch to its text.
+                        start, prefix = anchor.upto, anchor.task.result().text
+                    partial = self._job(PARTIAL, decoder.partial, np.concatenate(chunks)[start:], language)
+                    partial.upto, partial.prefix, partial_from = total, prefix, total
+            drop_partial()
             chunks.append(converter.flush())
             samples = np.concatenate(chunks)
             if len(samples) < RATE // 10:
                 yield stt_pb2.TranscriptEvent(kind=stt_pb2.TranscriptEvent.FINAL, audio_s=len(samples) / RATE)
                 return
-            if candidate is not None and candidate[0] >= voiced_upto:
-                # Only quiet audio came after the full-beam decode: it already is the final.
-                segments, lang, _ = candidate[1]
-                log.debug("final transcript reused from the decode at %.2f s", candidate[0] / RATE)
-                yield self._event(stt_pb2.TranscriptEvent.FINAL, segments, lang, 0.0, len(samples) / RATE)
+            ended = time.perf_counter()
+            if final is not None and final.upto >= voiced_upto:
+                # Only quiet audio came after the speculative final: it is the final. Its decode time
+                # is what was left of it when the stream ended.
+                decoded = await final.task
+                left_ms = max(0.0, (final.done_at - ended) * 1000)
+                log.debug(
+                    "final transcript from the decode at %.2f s (%.0f ms left)", final.upto / RATE, left_ms
+                )
+                yield self._event(
+                    stt_pb2.TranscriptEvent.FINAL, decoded.text, decoded, left_ms, len(samples) / RATE
+                )
                 return
-            segments, lang, ms = await self._decode(samples, language, self.settings.beam_size)
-            yield self._event(stt_pb2.TranscriptEvent.FINAL, segments, lang, ms, len(samples) / RATE)
+            final = self._job(FINAL, decoder.final, samples, language)
+            decoded = await final.task
+            yield self._event(
+                stt_pb2.TranscriptEvent.FINAL, decoded.text, decoded, decoded.ms, len(samples) / RATE
+            )
         finally:
-            if running is not None:
-                running.cancel()
+            for leftover in (partial, final):
+                if leftover is not None:
+                    leftover.task.cancel()
 
     async def recognize(self, request: stt_pb2.RecognizeRequest) -> stt_pb2.RecognizeResponse:
         if request.uri:
@@ -239,11 +288,14 @@ class WhisperBackend:
             decode_to_mono16k, request.audio, encoding, fmt.sample_rate, fmt.channels or 1
         )
         language = self._language(request.config.language)
-        segments, lang, ms = await self._decode(samples, language, self.settings.beam_size)
+        assert self.decoder is not None, "start() first"
+        decoded = await self.slot.run(FINAL, self.decoder.file, samples, language)
         return stt_pb2.RecognizeResponse(
-            text=" ".join(s.text.strip() for s in segments).strip(),
-            segments=[stt_pb2.Segment(text=s.text.strip(), start_s=s.start, end_s=s.end) for s in segments],
-            language=lang,
+            text=decoded.text,
+            segments=[
+                stt_pb2.Segment(text=t, start_s=start, end_s=end) for t, start, end in decoded.segments
+            ],
+            language=decoded.language,
             duration_s=len(samples) / RATE,
-            processing_ms=ms,
+            processing_ms=decoded.ms,
         )
