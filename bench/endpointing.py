@@ -1,23 +1,50 @@
-"""Choose the end-of-turn silence: how often each setting cuts a user off mid-turn, and what it costs.
+"""End of turn: how often Echo cuts a user off mid-turn, and how long it makes a finished one wait.
 
-    python bench/endpointing.py
+    python bench/endpointing.py                      # VAD only: split rate per end-of-turn silence
+    python bench/endpointing.py --live               # the whole stack, silence then smart end of turn
+    python bench/endpointing.py --live --modes smart --pauses 0.5,1.0 --pairs 3 --questions 5
 
-Multi-sentence turns are synthesised (Piper, deterministic) with a pause between sentences drawn
-from the range people leave inside one turn (0.1-0.7 s, plus the voice's own ~0.25 s of tail).
-For each end-of-turn silence the streaming VAD (the gateway's, Silero) runs over every turn and we
-count turns it split in two. The endpointing delay is the silence itself: each setting adds exactly
-that to voice-to-voice latency, so the best setting is the shortest one that rarely splits a turn.
+Without --live (the baseline, exact, no timing): multi-sentence turns are synthesised (Piper,
+deterministic) with a pause between sentences drawn from the range people leave inside one turn
+(0.1-0.7 s, plus the voice's own ~0.25 s of tail). For each end-of-turn silence the streaming VAD (the
+gateway's, Silero) runs over every turn and we count turns it split in two. The endpointing delay is the
+silence itself.
+
+With --live, for each mode (ECHO_GATEWAY_TURN_DETECTION=silence, then smart) the local stack is started
+as bench/latency.py does (default models, ECHO_GATEWAY_MAX_TOKENS=20 so replies do not load the CPU;
+other ECHO_* variables reach it as they are) on ports of its own, and voice turns go through
+/v1/voice in real time, each in a new session:
+- two-part questions with a pause (0.5, 0.7, 0.85, 1.0 s of silence between the voice of the two
+  halves), of three kinds: an incomplete first half spoken alone by Piper ("Can you tell me" / "how tall
+  the Eiffel tower is?"), the same sentence spoken whole and cut after the first half (Piper gives a
+  fragment spoken alone a falling, finished-sounding voice; the cut is where Whisper hears the word
+  end), and a complete first half followed by more ("Set a timer for ten minutes." / "No, make that
+  fifteen."). A turn is split when the gateway ended it (speech.stopped's at_ms) before the second
+  half's voice began; "answered in halves" counts the split turns whose first half got its own reply;
+- complete single questions followed by silence: the end-of-turn delay is the server's
+  timings_ms.endpointing (end of voice to the turn's end), and at the client the arrival of
+  speech.stopped after the end of the voice was sent.
+Tables per mode: splits per kind and pause, per first half (Smart Turn's probability for it, computed
+here offline on the same audio plus 0.2 s of silence; whether gateway/turn/endpointing.py's words rule
+calls its words unfinished; the transcript the gateway had when it ended the turn), and the delays.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import endpointing_live as live
+from bench.latency import percentile, start_stack, wait_ready
 from gateway.vad import RATE, SileroModel, StreamingVAD
 from services.common.audio import pcm16_to_float
 from tests.speech import speech_pcm
@@ -32,9 +59,10 @@ SENTENCE_PAIRS = [
 ]
 PAUSES_S = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 SILENCES_MS = (300, 400, 500, 600, 700, 800, 1000)
+GATEWAY_PORT, FIRST_SERVICE_PORT = 8091, 50161  # not the defaults: another stack may be running
 
 
-def main() -> None:
+def vad_table() -> None:
     model = SileroModel()
     first = {a: pcm16_to_float(speech_pcm(a, lead_s=0.3)) for a, _ in SENTENCE_PAIRS}
     second = {b: pcm16_to_float(speech_pcm(b, lead_s=0.0, tail_s=1.5)) for _, b in SENTENCE_PAIRS}
@@ -56,6 +84,116 @@ def main() -> None:
             split_total += splits
         rate = split_total / (len(SENTENCE_PAIRS) * len(PAUSES_S))
         print(f"| {silence} ms | " + " | ".join(cells) + f" | {100 * rate:.0f}% |")
+
+
+def prepare(args: argparse.Namespace) -> tuple[list[live.TwoPart], list[str]]:
+    """Synthesise and cut every clip, and score the first halves with Smart Turn, before any stack
+    runs (the models are unloaded again: they would take the CPU from the stack)."""
+    from faster_whisper import WhisperModel
+
+    from gateway import smart_turn
+    from services.common import models
+
+    print("synthesising the turns (Piper), cutting sentences (Whisper word times)...", flush=True)
+    whisper = WhisperModel(str(models.resolve("whisper-tiny.en")), device="cpu", compute_type="int8")
+    parts = live.build_two_parts(
+        live.INCOMPLETE_PAIRS[: args.pairs], SENTENCE_PAIRS[: args.pairs], whisper, smart_turn.load()
+    )
+    return parts, live.COMPLETE_QUESTIONS[: args.questions]
+
+
+def run_mode(
+    mode: str, args: argparse.Namespace, parts: list[live.TwoPart], questions: list[str]
+) -> tuple[list[live.TwoPartResult], list[live.SingleResult], str]:
+    url = args.url or f"ws://127.0.0.1:{GATEWAY_PORT}/v1/voice"
+    proc = None
+    if not args.url:
+        os.environ.update(
+            {
+                "ECHO_GATEWAY_TURN_DETECTION": mode,
+                "ECHO_GATEWAY_MAX_TOKENS": os.environ.get("ECHO_GATEWAY_MAX_TOKENS", "20"),
+                "ECHO_GATEWAY_PORT": str(GATEWAY_PORT),
+                **{
+                    f"ECHO_{s}_PORT": str(FIRST_SERVICE_PORT + i) for i, s in enumerate(("STT", "LLM", "TTS"))
+                },
+                "ECHO_STORAGE_PORT": str(FIRST_SERVICE_PORT + 3),
+            }
+        )
+        print(f"\n== {mode}: starting the stack (echo-voice run; log in bench/stack.log)...", flush=True)
+        proc = start_stack()
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    try:
+        wait_ready(url.replace("ws://", "http://").removesuffix("/v1/voice"), proc)
+        print(f"== {mode}: warm-up turn", flush=True)
+        asyncio.run(live.run_singles(url, questions[:1]))
+        print(f"== {mode}: {len(parts)} two-part turns x {len(args.pauses)} pauses", flush=True)
+        two = asyncio.run(live.run_two_parts(url, parts, args.pauses))
+        print(f"== {mode}: {len(questions)} complete questions", flush=True)
+        singles = asyncio.run(live.run_singles(url, questions))
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+    note = (
+        f"{time.monotonic() - started:.0f} s, {os.cpu_count()} CPUs, load average "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    )
+    return two, singles, note
+
+
+def report(mode: str, two: list[live.TwoPartResult], singles: list[live.SingleResult], note: str) -> None:
+    print(f"\n### {mode} ({note})\n")
+    print("\n".join(live.split_table(two, tuple(sorted({r.pause_s for r in two})))))
+    print()
+    print("\n".join(live.pair_table(two, float(os.environ.get("ECHO_GATEWAY_TURN_THRESHOLD", "0.5")))))
+    print()
+    print("\n".join(live.delay_table(mode, singles, 300)))
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--live", action="store_true", help="measure the whole stack, not the VAD alone")
+    parser.add_argument(
+        "--modes", default="silence,smart", help="ECHO_GATEWAY_TURN_DETECTION values, one stack each"
+    )
+    parser.add_argument("--pauses", type=parse_floats, default=live.PAUSES_S, help="seconds, comma-separated")
+    parser.add_argument(
+        "--pairs", type=int, default=len(live.INCOMPLETE_PAIRS), help="pairs per kind at most"
+    )
+    parser.add_argument(
+        "--questions", type=int, default=len(live.COMPLETE_QUESTIONS), help="single questions"
+    )
+    parser.add_argument("--url", help="a running gateway's WebSocket URL (one mode: whatever it runs)")
+    args = parser.parse_args()
+    if not args.live:
+        vad_table()
+        return
+    modes = [m.strip() for m in args.modes.split(",")]
+    if args.url and len(modes) > 1:
+        parser.error("--url measures the gateway as it runs: give one --modes label")
+    parts, questions = prepare(args)
+    done = [(mode, *run_mode(mode, args, parts, questions)) for mode in modes]
+    for mode, two, singles, note in done:
+        report(mode, two, singles, note)
+    print("\n| mode | false splits, all | incomplete halves | complete halves | end-of-turn p50 ms |")
+    print("|---|---|---|---|---|")
+    for mode, two, singles, _ in done:
+        inc = [r for r in two if r.part.kind != live.KINDS[2]]
+        com = [r for r in two if r.part.kind == live.KINDS[2]]
+
+        def rate(rows: list[live.TwoPartResult]) -> str:
+            splits = sum(r.split for r in rows)
+            return f"{100 * splits / max(1, len(rows)):.0f}% ({splits}/{len(rows)})"
+
+        p50 = percentile([r.endpointing_ms for r in singles if r.endpointing_ms is not None], 0.5)
+        print(f"| {mode} | {rate(two)} | {rate(inc)} | {rate(com)} | {p50:.0f} |")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ places the word boundary). Two fragments also read as unfinished when spoken alo
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
@@ -22,7 +20,7 @@ from gateway.smart_turn import SAMPLE_RATE, WINDOW_SAMPLES, SmartTurn
 from services.common import models
 from services.common.audio import pcm16_to_float
 from tests.conftest import require_model
-from tests.speech import speech_pcm
+from tests.speech import cut_after, speech_pcm
 
 pytestmark = pytest.mark.models
 
@@ -46,22 +44,6 @@ def whisper():  # type: ignore[no-untyped-def]
 
 def turn(text: str) -> np.ndarray:
     return pcm16_to_float(speech_pcm(text, tail_s=TRIGGER_SILENCE_S))
-
-
-def _norm(word: str) -> str:
-    return re.sub(r"[^a-z]", "", word.lower())
-
-
-def cut_after(whisper, text: str, prefix: str) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """``text`` spoken whole and stopped after ``prefix`` (then the trigger silence): a mid-sentence pause."""
-    audio = pcm16_to_float(speech_pcm(text))
-    segments, _ = whisper.transcribe(audio, word_timestamps=True, beam_size=1, language="en")
-    heard = [w for s in segments for w in s.words]
-    wanted = [_norm(w) for w in prefix.split()]
-    # A mis-heard word would put the cut somewhere else: fail instead of testing the wrong audio.
-    assert [_norm(w.word) for w in heard[: len(wanted)]] == wanted, [w.word for w in heard]
-    cut = int(heard[len(wanted) - 1].end * SAMPLE_RATE)
-    return np.concatenate([audio[:cut], np.zeros(int(TRIGGER_SILENCE_S * SAMPLE_RATE), np.float32)])
 
 
 # Measured 0.96-0.99 (0.2 s of trailing silence; also at 0.1 and 0.3 s, and spoken 15 % faster or slower).
@@ -91,13 +73,13 @@ STOPPED_MID_SENTENCE = [
 
 @pytest.mark.parametrize(("text", "prefix"), STOPPED_MID_SENTENCE)
 def test_a_sentence_stopped_mid_flow_reads_incomplete(model, whisper, text, prefix):
-    assert model.probability(cut_after(whisper, text, prefix)) < 0.5
+    assert model.probability(cut_after(whisper, text, prefix, TRIGGER_SILENCE_S)) < 0.5
 
 
 def test_the_same_audio_is_complete_whole_and_incomplete_cut(model, whisper):
     # The model hears the difference in one recording, not a voice it always scores low (0.97 vs 0.02).
     text = "I would like to know the capital of Canada."
-    stopped = cut_after(whisper, text, "I would like to know")
+    stopped = cut_after(whisper, text, "I would like to know", TRIGGER_SILENCE_S)
     assert model.probability(turn(text)) > 0.5 > model.probability(stopped)
 
 
