@@ -1,9 +1,14 @@
-"""Spoken test audio, synthesised offline with Piper so no recordings need committing."""
+"""Spoken test audio, synthesised offline (Piper, or eSpeak NG for other speakers) so no recordings
+need committing."""
 
 from __future__ import annotations
 
 import functools
 import re
+import shutil
+import subprocess
+import tempfile
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +17,55 @@ import numpy as np
 from services.common import models
 from services.common.audio import float_to_pcm16, pcm16_to_float, resample, wav_bytes
 
+PIPER_VOICE = "piper-joe"
+# eSpeak NG voices (the Debian package espeak-ng): other speakers than Piper's, so accuracy is not
+# measured on one voice only. Named "espeak:<espeak-ng -v name>".
+ESPEAK_VOICES = ("espeak:en-us+f2", "espeak:en-gb", "espeak:en-us+m3")
+
 
 @functools.cache
 def _voice():  # type: ignore[no-untyped-def]
     from piper import PiperVoice
 
-    onnx = next(models.resolve("piper-joe").glob("*.onnx"))
+    onnx = next(models.resolve(PIPER_VOICE).glob("*.onnx"))
     return PiperVoice.load(onnx)
 
 
-def speech_pcm(text: str, sample_rate: int = 16000, lead_s: float = 0.3, tail_s: float = 0.0) -> bytes:
-    """pcm_s16le mono speech of ``text`` with leading (and optional trailing) silence."""
+def _piper(text: str) -> tuple[np.ndarray, int]:
     from piper import SynthesisConfig
 
     voice = _voice()
     # Zero noise makes Piper deterministic: the same text gives the same audio in every run.
     config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text, config)])
-    audio = resample(audio, voice.config.sample_rate, sample_rate)
+    return audio, voice.config.sample_rate
+
+
+def _espeak(text: str, name: str) -> tuple[np.ndarray, int]:
+    """eSpeak NG is deterministic: the same text and voice give the same samples."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng; make test does it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "speech.wav"
+        # A file, not --stdout: a piped WAV header carries no data length.
+        subprocess.run([exe, "-v", name, "-w", str(out), text], check=True, capture_output=True)
+        with wave.open(str(out)) as w:
+            return pcm16_to_float(w.readframes(w.getnframes())), w.getframerate()
+
+
+def speech_pcm(
+    text: str, sample_rate: int = 16000, lead_s: float = 0.3, tail_s: float = 0.0, voice: str = PIPER_VOICE
+) -> bytes:
+    """pcm_s16le mono speech of ``text`` with leading (and optional trailing) silence, spoken by
+    ``voice``: Piper's (default) or one of ESPEAK_VOICES."""
+    if voice == PIPER_VOICE:
+        audio, rate = _piper(text)
+    elif voice.startswith("espeak:"):
+        audio, rate = _espeak(text, voice.removeprefix("espeak:"))
+    else:
+        raise ValueError(f"unknown test voice {voice!r}: {PIPER_VOICE} or espeak:<name>")
+    audio = resample(audio, rate, sample_rate)
     lead = np.zeros(int(lead_s * sample_rate), dtype=np.float32)
     tail = np.zeros(int(tail_s * sample_rate), dtype=np.float32)
     return float_to_pcm16(np.concatenate([lead, audio, tail]))
