@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from echo.v1 import audio_pb2, stt_pb2
+from services.common.config import ConfigError
 from services.stt.backends import decode_slot
 from services.stt.backends.whisper import WhisperBackend, WhisperSettings
-from services.stt.backends.whisper_decode import PARTIAL_WINDOW_S, Decoded
+from services.stt.backends.whisper_decode import PARTIAL_WINDOW_S, Decoded, WhisperDecoder
 from services.stt.config import STTSettings
 from tests.conftest import require_model
 from tests.speech import ESPEAK_VOICES, speech_pcm, words
@@ -190,3 +191,23 @@ async def test_espeak_speakers_are_transcribed(backend, voice):
     assert np.abs(np.frombuffer(pcm, "<i2")).max() > 3000  # real speech, not silence
     events = await transcribe(backend, lockstep(backend, pcm))
     assert {"cook", "dinner", "tonight"} <= words(events[-1].text), events[-1].text
+
+
+def test_a_final_window_too_short_to_transcribe_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"ECHO_STT_FINAL_CONTEXT_S=5\.0: choose 10 to 30 seconds"):
+        WhisperBackend(STTSettings(), WhisperSettings(final_context_s=5.0))
+
+
+async def test_finals_over_a_shorter_window_and_the_full_one_when_it_goes_wrong(backend, monkeypatch):
+    decoder = WhisperDecoder(backend.model, 5, final_context_s=20.0)
+    samples = np.frombuffer(speech_pcm(PHRASE, 16000, tail_s=0.3), "<i2").astype(np.float32) / 32768
+    windowed = decoder.final(samples, "en")
+    assert {"weather", "paris", "sunny"} <= words(windowed.text), windowed.text
+    full: list[str] = []
+    transcribe = decoder._transcribe
+    monkeypatch.setattr(decoder, "_transcribe", lambda *a, **k: full.append("full") or transcribe(*a, **k))
+    decoder.final(samples, "en")
+    assert full == []  # the 20 s window was enough
+    monkeypatch.setattr(decoder, "_windowed", lambda *a: None)  # as when the output repeats itself
+    fallback = decoder.final(samples, "en")
+    assert full == ["full"] and {"weather", "paris", "sunny"} <= words(fallback.text), fallback.text

@@ -16,10 +16,16 @@ from echo.v1 import audio_pb2, stt_pb2
 from services.common import models
 from services.common.audio import PcmConverter, decode_to_mono16k
 from services.common.capabilities import BackendCapabilities
-from services.common.config import load_settings
+from services.common.config import ConfigError, load_settings
 from services.common.errors import InvalidArgument
 from services.stt.backends.decode_slot import FINAL, PARTIAL, DecodeSlot
-from services.stt.backends.whisper_decode import PARTIAL_WINDOW_S, Decoded, WhisperDecoder
+from services.stt.backends.whisper_decode import (
+    FULL_WINDOW_S,
+    MIN_FINAL_CONTEXT_S,
+    PARTIAL_WINDOW_S,
+    Decoded,
+    WhisperDecoder,
+)
 from services.stt.config import STTSettings
 
 log = logging.getLogger("echo.stt.whisper")
@@ -31,6 +37,12 @@ class WhisperSettings:
 
     model: str = field(default="whisper-tiny.en", metadata={"help": "model name or path"})
     beam_size: int = field(default=5, metadata={"help": "beam size for final transcripts"})
+    final_context_s: float = field(
+        default=30.0,
+        metadata={
+            "help": "encoder window of final transcripts, 10-30 s: shorter is faster (whisper_decode.py)"
+        },
+    )
     threads: int = field(default=2, metadata={"help": "CPU threads for decoding"})
     partial_interval_s: float = field(default=0.4, metadata={"help": "new speech between partials"})
 
@@ -96,6 +108,12 @@ class WhisperBackend:
     def __init__(self, service: STTSettings, settings: WhisperSettings | None = None) -> None:
         self.service = service
         self.settings = settings or load_whisper_settings()
+        if not MIN_FINAL_CONTEXT_S <= self.settings.final_context_s <= FULL_WINDOW_S:
+            # Shorter windows make Whisper repeat itself (whisper_decode.py).
+            raise ConfigError(
+                f"ECHO_STT_FINAL_CONTEXT_S={self.settings.final_context_s}: "
+                f"choose {MIN_FINAL_CONTEXT_S:.0f} to {FULL_WINDOW_S:.0f} seconds"
+            )
         self.model: Any = None  # faster_whisper.WhisperModel once started
         self.decoder: WhisperDecoder | None = None
         self.multilingual = False
@@ -111,7 +129,7 @@ class WhisperBackend:
         self.model = await asyncio.to_thread(
             WhisperModel, str(path), device="cpu", compute_type="int8", cpu_threads=self.settings.threads
         )
-        self.decoder = WhisperDecoder(self.model, self.settings.beam_size)
+        self.decoder = WhisperDecoder(self.model, self.settings.beam_size, self.settings.final_context_s)
         self.multilingual = self.decoder.multilingual
         # A first decode of each kind pays one-off allocation costs; pay them before reporting SERVING.
         language = "en" if not self.multilingual else None
