@@ -6,7 +6,9 @@
 Prints one table: per stage p50/p95 (endpointing, final transcript after speech end, LLM first token,
 TTS first audio), voice-to-voice at the client (end of user speech to first reply audio byte received)
 and at the server, the orchestration overhead (server voice-to-voice minus the time spent waiting for
-silence and inside the models), and the gateway's memory per open idle session.
+silence and inside the models), and the gateway's memory per open idle session. Then the word error
+rate of each final transcript against the text spoken (bench/wer.py), mean per voice and overall: each
+utterance is spoken by Piper's voice and by eSpeak NG's (``--voices``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.wer import wer  # noqa: E402
 from echo_voice.client import VoiceClient  # noqa: E402
-from tests.speech import speech_pcm  # noqa: E402
+from tests.speech import ESPEAK_VOICES, PIPER_VOICE, speech_pcm  # noqa: E402
 
 UTTERANCES = [
     "What is the capital of France?",
@@ -40,6 +43,8 @@ UTTERANCES = [
     "Give me one tip for sleeping better.",
     "What is two plus two?",
 ]
+# Piper's voice answers the turns; eSpeak NG's speakers measure the transcripts' accuracy beside it.
+VOICES = (PIPER_VOICE, *ESPEAK_VOICES)
 
 
 LEAD_S = 0.3  # silence before the voice in each clip
@@ -96,16 +101,19 @@ def gateway_pid(port: int) -> int | None:
 
 
 async def measure_turns(
-    url: str, rounds: int, warmup: int
-) -> tuple[list[dict[str, float]], list[float], dict[str, int]]:
+    url: str, rounds: int, warmup: int, voices: list[str]
+) -> tuple[list[dict[str, float]], list[float], dict[str, int], list[tuple[str, str, str, float]]]:
     rows: list[dict[str, float]] = []
     partial_gaps: list[float] = []  # between consecutive transcript.partials of one utterance
+    accuracy: list[tuple[str, str, str, float]] = []  # voice, text spoken, final transcript, WER
     async with VoiceClient(url) as client:
         await client.start(16000)
-        clips = [speech_pcm(text, 16000, lead_s=LEAD_S) for text in UTTERANCES]
+        spoken = [(voice, text) for voice in voices for text in UTTERANCES]
+        clips = [speech_pcm(text, 16000, lead_s=LEAD_S, voice=voice) for voice, text in spoken]
         tails = [voice_tail_s(clip, 16000) for clip in clips]
-        for i in range(warmup + rounds * len(UTTERANCES)):
+        for i in range(warmup + rounds * len(clips)):
             clip, tail_s = clips[i % len(clips)], tails[i % len(clips)]
+            voice, text = spoken[i % len(clips)]
             result = await client.talk(clip, 16000, realtime=True, silence_s=1.2)
             if not result.done or result.errors:
                 print(f"turn {i}: errors {result.errors}", file=sys.stderr)
@@ -132,14 +140,25 @@ async def measure_turns(
                 t["first_partial"] = 1000 * (min(partials) - result.audio_started_at - LEAD_S)
             t["llm_transport"] = t["llm_first_token"] - t.get("llm_first_token_service", t["llm_first_token"])
             rows.append(t)
+            accuracy.append((voice, text, result.transcript, wer(text, result.transcript)))
             print(
                 f"  turn {len(rows):2d}: v2v {t['client_voice_to_voice']:6.0f} ms  "
-                f"'{result.transcript}' -> '{result.reply_text[:60]}'",
+                f"WER {accuracy[-1][3]:.2f}  {voice}: '{result.transcript}' -> '{result.reply_text[:60]}'",
                 flush=True,
             )
         await client.send({"type": "session.end"})
         ended = await client.expect("session.ended")
-    return rows, partial_gaps, ended.get("speculation", {})
+    return rows, partial_gaps, ended.get("speculation", {}), accuracy
+
+
+def print_accuracy(accuracy: list[tuple[str, str, str, float]]) -> None:
+    """Mean WER of the final transcripts, per voice and overall."""
+    print(f"\n| {'final transcript WER':<24} | {'turns':>5} | {'mean WER':>8} |")
+    print(f"|{'-' * 26}|{'-' * 7}|{'-' * 10}|")
+    for voice in dict.fromkeys(v for v, *_ in accuracy):
+        rates = [w for v, *_, w in accuracy if v == voice]
+        print(f"| {voice:<24} | {len(rates):5d} | {statistics.mean(rates):8.3f} |")
+    print(f"| {'all':<24} | {len(accuracy):5d} | {statistics.mean(w for *_, w in accuracy):8.3f} |")
 
 
 async def measure_idle_memory(url: str, pid: int | None, sessions: int) -> float | None:
@@ -191,6 +210,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="passes over the utterance set")
     parser.add_argument("--warmup", type=int, default=1, help="turns not counted")
     parser.add_argument("--idle-sessions", type=int, default=50, help="sessions for the memory figure")
+    parser.add_argument(
+        "--voices",
+        nargs="+",
+        default=list(VOICES),
+        help=f"speakers of the utterances (default: {' '.join(VOICES)})",
+    )
     args = parser.parse_args()
 
     proc = None
@@ -201,7 +226,9 @@ def main() -> None:
         proc = start_stack()
     try:
         wait_ready(http_base, proc)
-        rows, partial_gaps, speculation = asyncio.run(measure_turns(url, args.rounds, args.warmup))
+        rows, partial_gaps, speculation, accuracy = asyncio.run(
+            measure_turns(url, args.rounds, args.warmup, args.voices)
+        )
         port = int(http_base.rsplit(":", 1)[1])
         per_session = asyncio.run(measure_idle_memory(url, gateway_pid(port), args.idle_sessions))
     finally:
@@ -248,6 +275,7 @@ def main() -> None:
         print(
             f"mean client voice-to-voice: {statistics.mean(r['client_voice_to_voice'] for r in rows):.0f} ms"
         )
+        print_accuracy(accuracy)
 
 
 if __name__ == "__main__":
