@@ -219,7 +219,8 @@ def main() -> None:
     args = parser.parse_args()
 
     proc = None
-    url = args.url or "ws://127.0.0.1:8080/v1/voice"
+    # The stack it starts listens where ECHO_GATEWAY_PORT says (beside another stack on the default ports).
+    url = args.url or f"ws://127.0.0.1:{os.environ.get('ECHO_GATEWAY_PORT', '8080')}/v1/voice"
     http_base = url.replace("ws://", "http://").removesuffix("/v1/voice")
     if not args.url:
         print("starting the stack (echo-voice run; log in bench/stack.log)...", flush=True)
