@@ -94,5 +94,7 @@ async def test_a_pause_mid_turn_never_answers_half_a_sentence(stack, gateway_wit
     half = [c for c in llm.calls if c is not reply and c.user_text != result.transcript]
     assert half and all(not words(c.user_text) >= {"largest", "planet"} for c in half), llm.calls
     stats = ended["speculation"]
-    assert stats["discarded"] == len(llm.calls) - 1 >= 1, (stats, llm.calls)
-    assert stats["started"] == len(llm.calls) - (0 if result.done.get("speculative") else 1), stats
+    # Every call but the reply's was a discarded speculation; a speculation discarded before its task
+    # first ran never reached the LLM at all, so there may be more discards than calls.
+    assert stats["discarded"] >= len(llm.calls) - 1 >= 1, (stats, llm.calls)
+    assert stats["started"] >= len(llm.calls) - (0 if result.done.get("speculative") else 1), stats
