@@ -122,12 +122,21 @@ async def test_barge_in_by_voice_interrupts_and_answers_the_new_utterance(stack,
         # interrupted story's. The new utterance's transcript and reply come after it.
         story = await client.talk(speech, 16000, realtime=True)
         assert story.done["interrupted"] is True, story.done
-        assert story.done["interrupt_reason"] == "barge_in" and "llm" in story.done["cancelled_calls"]
+        assert story.done["interrupt_reason"] == "barge_in", story.done
+        # The model decides the story's length: if it had finished generating before the user spoke
+        # (its audio ended first), only playout is cut; otherwise the LLM call is cancelled downstream.
+        kinds = [e["type"] for e in story.events]
+        generated = "response.audio.end" in kinds and kinds.index("response.audio.end") < kinds.index(
+            "speech.started"
+        )
+        assert ("llm" in story.done["cancelled_calls"]) is not generated, story.done
+        assert story.done["audio_ms"]["heard"] < story.done["audio_ms"]["sent"], story.done
         answer = await client.collect_turn()
     assert {"capital", "italy"} <= words(answer.transcript), answer.transcript
     assert answer.done["interrupted"] is False and answer.reply_text
     await settle_logs()
-    assert log_text(stack, "llm").count(GENERATE_CANCELLED) >= llm_before + 1
+    if not generated:
+        assert log_text(stack, "llm").count(GENERATE_CANCELLED) >= llm_before + 1
 
 
 def last_llm_context(stack) -> list[dict[str, str]]:
