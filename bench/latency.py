@@ -102,9 +102,12 @@ def gateway_pid(port: int) -> int | None:
 
 async def measure_turns(
     url: str, rounds: int, warmup: int, voices: list[str]
-) -> tuple[list[dict[str, float]], list[float], dict[str, int], list[tuple[str, str, str, float]]]:
+) -> tuple[list[dict[str, float]], dict[str, list[float]], dict[str, int], list[tuple[str, str, str, float]]]:
     rows: list[dict[str, float]] = []
-    partial_gaps: list[float] = []  # between consecutive transcript.partials of one utterance
+    # Between consecutive transcript.partials of one utterance: all of them ("partial_gap"), and those
+    # received while the voice still lasted ("partial_gap_speaking": not the last one's wait for the
+    # quiet-tail decode after the voice ended).
+    partial_gaps: dict[str, list[float]] = {"partial_gap": [], "partial_gap_speaking": []}
     accuracy: list[tuple[str, str, str, float]] = []  # voice, text spoken, final transcript, WER
     async with VoiceClient(url) as client:
         await client.start(16000)
@@ -133,8 +136,12 @@ async def measure_turns(
                     t["endpointing"] + t["stt"] + t["llm_first_sentence"] + t["tts_first_audio"]
                 )
             partials = [e["_received_at"] for e in result.events if e["type"] == "transcript.partial"]
-            for gap in np.diff(partials) if len(partials) > 1 else []:
-                partial_gaps.append(1000 * float(gap))
+            voice_end = result.speech_sent_at - tail_s
+            speaking = [p for p in partials if p <= voice_end]
+            partial_gaps["partial_gap"] += [1000 * float(g) for g in np.diff(partials)] if partials else []
+            partial_gaps["partial_gap_speaking"] += (
+                [1000 * float(g) for g in np.diff(speaking)] if speaking else []
+            )
             if partials and result.audio_started_at is not None:
                 # The clips start with LEAD_S of silence before the voice.
                 t["first_partial"] = 1000 * (min(partials) - result.audio_started_at - LEAD_S)
@@ -240,6 +247,7 @@ def main() -> None:
     stages = [
         ("first transcript.partial after speech start", "first_partial"),
         ("gap between transcript.partials", "partial_gap"),
+        ("  of which while the user speaks", "partial_gap_speaking"),
         ("endpointing delay (VAD silence)", "endpointing"),
         ("final transcript after speech end", "stt"),
         ("  of which STT decode after the turn ended", "stt_decode"),
@@ -266,7 +274,7 @@ def main() -> None:
     print(f"| {'stage':<44} | {'p50 ms':>7} | {'p95 ms':>7} |")
     print(f"|{'-' * 46}|{'-' * 9}|{'-' * 9}|")
     for label, key in stages:
-        values = partial_gaps if key == "partial_gap" else [r[key] for r in rows if key in r]
+        values = partial_gaps[key] if key in partial_gaps else [r[key] for r in rows if key in r]
         print(f"| {label:<44} | {percentile(values, 0.5):7.1f} | {percentile(values, 0.95):7.1f} |")
     if per_session is not None:
         print(
