@@ -26,7 +26,7 @@ class GatewaySettings:
     vad_threshold: float = field(default=0.5, metadata={"help": "Silero speech probability for speech"})
     end_silence_ms: int = field(default=500, metadata={"help": "silence that ends a user turn (silence)"})
     turn_detection: str = field(
-        default="silence",
+        default="smart",
         metadata={"help": "smart: Smart Turn decides at each short pause; silence: end_silence_ms alone"},
     )
     turn_pause_ms: int = field(default=200, metadata={"help": "pause after which Smart Turn is asked"})
@@ -34,6 +34,13 @@ class GatewaySettings:
         default=1800, metadata={"help": "smart: the silence that ends a turn Smart Turn calls incomplete"}
     )
     turn_threshold: float = field(default=0.5, metadata={"help": "smart: probability that ends the turn"})
+    continue_window_ms: int = field(
+        default=1500,
+        metadata={
+            "help": "voice again within this long of a turn's end continues that turn: its reply is "
+            "stopped and the whole turn answered once (0: every such voice is a barge-in)"
+        },
+    )
     min_speech_ms: int = field(default=150, metadata={"help": "shorter blips are not speech"})
     barge_in: bool = field(default=True, metadata={"help": "user speech interrupts Echo's reply"})
     prefill: bool = field(

@@ -24,7 +24,7 @@ from gateway.turn.memory import Memory
 from gateway.turn.output import Output, ReplyChannel, Sink
 from gateway.turn.playout import Playout
 from gateway.turn.prefill import Prefiller, stable_words
-from gateway.turn.reply import AudioOut, Final, Partial, Reply, ReplyDone
+from gateway.turn.reply import AudioOut, Carried, Final, Partial, Reply, ReplyDone
 from gateway.turn.responder import Responder
 from gateway.turn.setup import Disconnected, Session, Speculation
 from gateway.turn.states import TRANSITIONS, State, Trigger
@@ -55,7 +55,7 @@ class TurnEngine:
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.reply: Reply | None = None  # the reply the user hears
         self.speculative: Reply | None = None  # held back until its turn is confirmed
-        self.carried: list[str] = []  # finals of earlier parts of the turn the user is still speaking
+        self.carried = Carried()  # earlier parts of the turn the user is still speaking
         self.pending_finals: set[str] = set()  # ended utterances whose final transcript is awaited
         self.vad_ended_turn = False  # then an input.commit of only silence does nothing
         self.memory = Memory(
@@ -210,6 +210,14 @@ class TurnEngine:
         self.vad_ended_turn = False
         if self.state in REPLYING and not self.settings.barge_in:
             return  # the reply goes on while the user speaks
+        reply = self.reply
+        if reply is not None and reply.continued_by(at_s, self.settings.continue_window_ms / 1000):
+            # A pause the end-of-turn decision took for the end: the turn goes on. Its reply stops
+            # (interrupt_reason "continued", not stored); its words open the turn now being spoken.
+            await self.interrupt("continued")
+            self.carried.add(reply.user_text, reply.input_audio)
+            self.move(Trigger.CONTINUE, State.USER_SPEAKING)
+            return
         await self.interrupt("barge_in")
         self.move(Trigger.SPEECH_START, State.USER_SPEAKING)
 
@@ -244,8 +252,8 @@ class TurnEngine:
             return  # the utterance is over: its final is what counts
         await self.output.send(ev.TranscriptPartial(turn_id=partial.utterance_id, text=partial.text))
         if self.settings.prefill and self.state in (State.USER_SPEAKING, State.END_PENDING):
-            text = " ".join([*self.carried, partial.text if partial.stable else stable_words(partial.text)])
-            self.prefiller.update(text.strip(), self.memory.messages(self.system_prompt, text.strip()))
+            text = self.carried.join(partial.text if partial.stable else stable_words(partial.text))
+            self.prefiller.update(text, self.memory.messages(self.system_prompt, text))
         if partial.stable:
             self.speculate(partial.utterance_id, partial.text)
         await self.end_if_complete()  # newer words may finish the turn the model heard as complete
@@ -255,7 +263,7 @@ class TurnEngine:
         if not self.settings.speculate or self.state not in (State.USER_SPEAKING, State.END_PENDING):
             return
         assert self.listener is not None
-        text = " ".join([*self.carried, text])
+        text = self.carried.join(text)
         if self.speculative is not None and self.speculative.user_text == text:
             return
         self.discard_speculation()
@@ -279,12 +287,11 @@ class TurnEngine:
                 self.discard_speculation()
                 self.move(Trigger.FINAL_EMPTY, State.IDLE)
             elif final.text:  # an earlier part: carried into the turn still being spoken
-                self.carried.append(final.text)
+                self.carried.add(final.text, utterance.audio)
             return
-        text = " ".join([*self.carried, final.text]).strip()
-        self.carried = []
+        text, audio = self.carried.take(final.text, utterance.audio)
         spec, self.speculative = self.speculative, None
-        if not final.text:
+        if not text:
             if spec is not None:
                 self.discard(spec)
             if self.state is State.TRANSCRIBING and self.listening_state() is State.IDLE:
@@ -299,7 +306,8 @@ class TurnEngine:
         if spec is not None and spec.user_text == text:
             # The speculative reply was for exactly this turn: it becomes the reply, output released.
             self.speculation.used += 1
-            spec.input_audio, spec.speech_end = bytes(utterance.audio), utterance.speech_end
+            spec.input_audio, spec.speech_end = audio, utterance.speech_end
+            spec.voice_ended_at_s = utterance.voice_ended_at_s
             spec.timings.update(timings)
             self.reply = spec
             self.move(Trigger.FINAL, State.THINKING)
@@ -308,7 +316,8 @@ class TurnEngine:
             return
         if spec is not None:
             self.discard(spec)
-        self.reply = self.new_reply(utterance.turn_id, text, utterance.speech_end, bytes(utterance.audio))
+        self.reply = self.new_reply(utterance.turn_id, text, utterance.speech_end, audio)
+        self.reply.voice_ended_at_s = utterance.voice_ended_at_s
         self.reply.timings.update(timings)
         self.move(Trigger.FINAL, State.THINKING)
 
@@ -361,7 +370,8 @@ class TurnEngine:
         assert reply.channel is not None
         await reply.channel.end_audio()
         await reply.channel.send(reply.done_event())
-        self.memory.remember(reply)
+        if reply.interrupt_reason != "continued":  # a taken-back reply's words go into the next turn
+            self.memory.remember(reply)
         self.warm_llm()
 
     def warm_llm(self) -> None:

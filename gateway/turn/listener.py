@@ -43,6 +43,7 @@ class Utterance:
     task: asyncio.Task[None] | None = None
     speech_end: float = 0.0  # loop time when the last voiced audio arrived
     finished_at: float = 0.0  # loop time the turn was declared over
+    voice_ended_at_s: float = 0.0  # where the voice last was, as an offset in the session's input
 
     def feed(self, pcm: bytes) -> None:
         self.audio += pcm
@@ -157,6 +158,7 @@ class Listener:
             return None
         utterance.speech_end = speech_end
         utterance.finished_at = now()
+        utterance.voice_ended_at_s = self.voice_ended_at_s
         utterance.queue.put_nowait(None)
         self.vad.speaking = False
         self.pending.clear()

@@ -22,6 +22,8 @@ class Reply:
     input_audio: bytes  # 16 kHz mono pcm_s16le; empty for input.text
     speech_end: float  # loop time the user stopped speaking (or the text arrived)
     playout: Playout
+    # Where the user's voice ended, as an offset in the session's input audio; None for input.text.
+    voice_ended_at_s: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
     # The VAD's last voiced frame when a speculative reply began; None for a reply to a finished turn.
     speculated_at_frame: int | None = None
@@ -51,6 +53,10 @@ class Reply:
     @property
     def speculative(self) -> bool:
         return self.speculated_at_frame is not None
+
+    def continued_by(self, speech_at_s: float, window_s: float) -> bool:
+        """Voice starting at ``speech_at_s`` (input-audio offset) is more of this spoken turn."""
+        return self.voice_ended_at_s is not None and speech_at_s - self.voice_ended_at_s <= window_s
 
     def spoken_text(self, heard_ms: float) -> str:
         """What the user heard: everything when the reply completed, else the words of the sentences
@@ -93,6 +99,27 @@ class Reply:
             "tts_cost_usd": round(self.tts_cost_usd, 8),
             "total_cost_usd": round(llm_cost + self.tts_cost_usd, 8),
         }
+
+
+@dataclass
+class Carried:
+    """Earlier parts of the turn the user is still speaking: their words and their audio."""
+
+    texts: list[str] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+
+    def add(self, text: str, audio: bytes | bytearray) -> None:
+        self.texts.append(text)
+        self.audio += audio
+
+    def join(self, text: str) -> str:
+        return " ".join([*self.texts, text]).strip()
+
+    def take(self, text: str, audio: bytes | bytearray) -> tuple[str, bytes]:
+        """The whole turn, this last part included; nothing is carried any more."""
+        whole = self.join(text), bytes(self.audio + audio)
+        self.texts, self.audio = [], bytearray()
+        return whole
 
 
 # Signals: what the collaborators tell the engine, through its queue.

@@ -23,6 +23,7 @@ class State(StrEnum):
 class Trigger(StrEnum):
     START = "start"  # session.start accepted
     SPEECH_START = "speech_start"  # the VAD heard speech begin
+    CONTINUE = "continue"  # speech again soon after the turn's end: the reply is taken back
     PAUSE = "pause"  # a stable transcript during a pause: speculate on it
     RESUME = "resume"  # voice again after the pause: the speculation is discarded
     SPEECH_END = "speech_end"  # the VAD's end-of-turn silence, input.commit, or the utterance cap
@@ -54,6 +55,7 @@ TRANSITIONS: dict[tuple[State, Trigger], tuple[State, ...]] = {
     (S.TRANSCRIBING, T.FINAL_EMPTY): (S.IDLE,),  # nothing intelligible: no reply
     **{(s, T.TEXT): (S.THINKING,) for s in (S.IDLE, *_LISTENING, S.TRANSCRIBING, *_REPLYING)},
     **{(s, T.SPEECH_START): (S.USER_SPEAKING,) for s in _REPLYING},  # barge-in
+    **{(s, T.CONTINUE): (S.USER_SPEAKING,) for s in _REPLYING},  # the turn goes on: one answer for all
     **{(s, T.FINAL): (S.THINKING,) for s in _REPLYING},  # barge-in off: the new turn replaces the reply
     (S.THINKING, T.AUDIO_OUT): (S.SPEAKING,),
     **{(s, T.REPLY_DONE): (S.IDLE, S.USER_SPEAKING, S.TRANSCRIBING) for s in _REPLYING},

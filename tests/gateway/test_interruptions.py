@@ -22,7 +22,7 @@ def test_barge_in_while_thinking_cancels_the_llm_and_keeps_nothing() -> None:
             h.stt.script("first question", "second question")
             h.llm.script("Never heard.", "Answer two.")
             started = await h.start()
-            await h.say(1.0, then_quiet=0.7)
+            await h.say(1.0, then_quiet=1.7)  # longer than continue_window_ms: the next voice barges in
             await h.next("transcript.final")
             assert h.engine.state is State.THINKING
             await h.say(1.0)
@@ -48,7 +48,7 @@ def test_barge_in_while_speaking_keeps_what_the_playout_clock_says_was_heard() -
             h.stt.script("count for me", "stop")
             h.llm.script(TWO_SENTENCES, "Stopped.")
             started = await h.start()
-            await h.say(1.0, then_quiet=0.6)
+            await h.say(1.0, then_quiet=1.6)  # past continue_window_ms: the next voice barges in
             await h.next("response.audio.start")
             audio_from = h.at(lambda e: e["type"] == "response.audio.start")
             await h.idle(1.0)
