@@ -70,6 +70,13 @@ class Received:
     raw: dict[str, Any]
 
 
+class AudioFrame(bytes):
+    """A binary frame of reply audio, stamped with the client's perf_counter() on arrival: a reader
+    may take it from the queue much later (after streaming the rest of the user's audio)."""
+
+    received_at: float = 0.0
+
+
 @dataclass
 class TurnResult:
     turn_id: str = ""
@@ -97,7 +104,7 @@ class VoiceClient:
         self.url = url
         self.ws: Any = None
         self.started: dict[str, Any] = {}
-        self.queue: asyncio.Queue[Received | bytes | InvalidServerEvent] = asyncio.Queue()
+        self.queue: asyncio.Queue[Received | AudioFrame | InvalidServerEvent] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> VoiceClient:
@@ -113,10 +120,12 @@ class VoiceClient:
     async def _read(self) -> None:
         try:
             async for message in self.ws:
-                if isinstance(message, bytes):
-                    self.queue.put_nowait(message)
-                    continue
                 received_at = time.perf_counter()
+                if isinstance(message, bytes):
+                    frame = AudioFrame(message)
+                    frame.received_at = received_at
+                    self.queue.put_nowait(frame)
+                    continue
                 try:
                     event = parse_server_event(message)
                 except ValidationError as e:
@@ -211,7 +220,8 @@ class VoiceClient:
                 raise TurnTimeout(self._missing(result, timeout)) from None
             if isinstance(item, bytes):
                 if result.first_audio_at is None:
-                    result.first_audio_at = time.perf_counter()
+                    stamped = isinstance(item, AudioFrame) and item.received_at
+                    result.first_audio_at = stamped or time.perf_counter()
                 result.audio += item
                 continue
             result.events.append(item.raw)
