@@ -19,8 +19,13 @@ other ECHO_* variables reach it as they are) on ports of its own, and voice turn
   the Eiffel tower is?"), the same sentence spoken whole and cut after the first half (Piper gives a
   fragment spoken alone a falling, finished-sounding voice; the cut is where Whisper hears the word
   end), and a complete first half followed by more ("Set a timer for ten minutes." / "No, make that
-  fifteen."). A turn is split when the gateway ended it (speech.stopped's at_ms) before the second
-  half's voice began; "answered in halves" counts the split turns whose first half got its own reply;
+  fifteen."). The client plays replies in real time (playback "realtime", the default). A turn is
+  split when its first half was answered on its own: the gateway ended it (speech.stopped's at_ms)
+  before the second half's voice began, and did not take that reply back when the voice came back
+  (response.done with interrupt_reason "continued": see continue_window_ms in docs/architecture.md).
+  The table also counts the turns ended at the pause, and those taken back before the user heard any
+  of the reply, or after ("false start": the user heard the reply begin, then Echo stopped and
+  answered the whole turn; with how much of it was heard);
 - complete single questions followed by silence: the end-of-turn delay is the server's
   timings_ms.endpointing (end of voice to the turn's end), and at the client the arrival of
   speech.stopped after the end of the voice was sent.
@@ -182,8 +187,11 @@ def main() -> None:
     done = [(mode, *run_mode(mode, args, parts, questions)) for mode in modes]
     for mode, two, singles, note in done:
         report(mode, two, singles, note)
-    print("\n| mode | false splits, all | incomplete halves | complete halves | end-of-turn p50 ms |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| mode | false splits, all | incomplete halves | complete halves | false starts | "
+        "end-of-turn p50 ms |"
+    )
+    print("|---|---|---|---|---|---|")
     for mode, two, singles, _ in done:
         inc = [r for r in two if r.part.kind != live.KINDS[2]]
         com = [r for r in two if r.part.kind == live.KINDS[2]]
@@ -193,7 +201,8 @@ def main() -> None:
             return f"{100 * splits / max(1, len(rows)):.0f}% ({splits}/{len(rows)})"
 
         p50 = percentile([r.endpointing_ms for r in singles if r.endpointing_ms is not None], 0.5)
-        print(f"| {mode} | {rate(two)} | {rate(inc)} | {rate(com)} | {p50:.0f} |")
+        starts = sum(r.false_start for r in two)
+        print(f"| {mode} | {rate(two)} | {rate(inc)} | {rate(com)} | {starts}/{len(two)} | {p50:.0f} |")
 
 
 if __name__ == "__main__":

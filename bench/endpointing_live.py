@@ -149,7 +149,7 @@ async def drive(url: str, pcm: bytes, voice_end_s: float) -> Turn:
     turn at the end of the voice (at most MAX_TAIL_S), its finals, and session.end (which stops the
     reply: only the end of the turn is measured here)."""
     async with VoiceClient(url) as client:
-        await client.start(RATE, output_audio={"playback": "none"})
+        await client.start(RATE)  # playback realtime: a reply lasts while a real client plays it
         turn = Turn(sent_at=time.perf_counter())
         reader = asyncio.create_task(_read(client, turn))
         try:
@@ -176,12 +176,23 @@ async def drive(url: str, pcm: bytes, voice_end_s: float) -> Turn:
 class TwoPartResult:
     part: TwoPart
     pause_s: float
-    split: bool  # the gateway ended the turn before the second half began
-    cut_in_second: bool  # ... or inside the second half, before its end
-    replies: int  # response.done events: 2 means the first half was answered on its own
+    ended_at_pause: bool  # the gateway ended the turn (speech.stopped) before the second half began
+    taken_back_ms: float | None  # that turn's reply was taken back ("continued"): ms of it heard
+    cut_in_second: bool  # the gateway ended the turn inside the second half, before its end
     partial: str  # what the gateway's transcript said when it ended the turn first
     stops_ms: list[float]
     second_at_ms: float
+
+    @property
+    def split(self) -> bool:
+        """Half the question was answered on its own: the turn ended at the pause and its reply was
+        not taken back when the user went on."""
+        return self.ended_at_pause and self.taken_back_ms is None
+
+    @property
+    def false_start(self) -> bool:
+        """Taken back, but only after the user had heard the start of the reply to the first half."""
+        return bool(self.taken_back_ms)
 
 
 async def run_two_parts(url: str, parts: list[TwoPart], pauses: tuple[float, ...]) -> list[TwoPartResult]:
@@ -192,16 +203,25 @@ async def run_two_parts(url: str, parts: list[TwoPart], pauses: tuple[float, ...
             pcm, second_at, voice_end = part.clip(pause)
             turn = await drive(url, pcm, voice_end)
             stops = turn.stops_ms()
-            split = any(at < 1000 * second_at for at in stops)
+            ended = any(at < 1000 * second_at for at in stops)
             inner = any(1000 * second_at <= at < 1000 * voice_end - END_MARGIN_MS for at in stops)
+            done = turn.of("response.done")
+            back = [float(e["audio_ms"]["heard"]) for e in done if e.get("interrupt_reason") == "continued"]
             r = TwoPartResult(
-                part, pause, split, inner, len(turn.of("response.done")),
+                part, pause, ended, back[0] if back else None, inner,
                 turn.partial_before_first_stop(), stops, 1000 * second_at,
             )  # fmt: skip
             results.append(r)
-            verdict = "SPLIT" if split else ("cut in 2nd half" if inner else "whole")
+            if r.split:
+                verdict = "SPLIT"
+            elif r.false_start:
+                verdict = f"taken back, heard {r.taken_back_ms:.0f}ms"
+            elif ended:
+                verdict = "taken back"
+            else:
+                verdict = "cut in 2nd half" if inner else "whole"
             print(
-                f"  [{len(results):3d}/{total}] pause {pause:.2f}s  {verdict:<15} {part.kind:<34} "
+                f"  [{len(results):3d}/{total}] pause {pause:.2f}s  {verdict:<22} {part.kind:<34} "
                 f"'{part.first}' | stopped at {[round(s) for s in stops]} ms, 2nd half at "
                 f"{r.second_at_ms:.0f} ms, partial '{r.partial}'",
                 flush=True,
@@ -243,8 +263,11 @@ async def run_singles(url: str, questions: list[str]) -> list[SingleResult]:
 
 def split_table(results: list[TwoPartResult], pauses: tuple[float, ...]) -> list[str]:
     lines = [
-        "| first half | " + " | ".join(f"pause {p:g} s" for p in pauses) + " | split | answered in halves |",
-        "|---|" + "---|" * (len(pauses) + 2),
+        "| first half | "
+        + " | ".join(f"pause {p:g} s" for p in pauses)
+        + " | split | ended at the pause | taken back, nothing heard | false start (taken back, "
+        "heard ms p50) |",
+        "|---|" + "---|" * (len(pauses) + 4),
     ]
     for kind in [*KINDS, "all"]:
         rows = [r for r in results if kind in ("all", r.part.kind)]
@@ -254,12 +277,15 @@ def split_table(results: list[TwoPartResult], pauses: tuple[float, ...]) -> list
         for p in pauses:
             at = [r for r in rows if r.pause_s == p]
             cells.append(f"{sum(r.split for r in at)}/{len(at)}")
-        splits, halves = sum(r.split for r in rows), sum(r.replies > 1 for r in rows)
+        splits, ended = sum(r.split for r in rows), sum(r.ended_at_pause for r in rows)
+        silent = sum(r.taken_back_ms == 0.0 for r in rows)
+        heard = [r.taken_back_ms for r in rows if r.false_start and r.taken_back_ms is not None]
+        p50 = f" ({percentile(heard, 0.5):.0f})" if heard else ""
         label = f"**{kind}**" if kind == "all" else kind
         lines.append(
             f"| {label} | "
             + " | ".join(cells)
-            + f" | {100 * splits / len(rows):.0f}% | {halves}/{len(rows)} |"
+            + f" | {100 * splits / len(rows):.0f}% | {ended}/{len(rows)} | {silent} | {len(heard)}{p50} |"
         )
     return lines
 
@@ -278,7 +304,7 @@ def pair_table(results: list[TwoPartResult], threshold: float) -> list[str]:
         seen.setdefault((r.part.kind, r.part.first), []).append(r)
     for (kind, first), rows in seen.items():
         at = ", ".join(f"{r.pause_s:g}" for r in rows if r.split) or "none"
-        heard = sorted({r.partial for r in rows if r.split})
+        heard = sorted({r.partial for r in rows if r.ended_at_pause})
         rule = "unfinished" if sounds_unfinished(first) else "-"
         ends = "yes" if rows[0].part.p_complete >= threshold and not sounds_unfinished(first) else "no"
         lines.append(
