@@ -111,7 +111,7 @@ async def ask(url: str, question: str, spoken: bool) -> tuple[TurnResult, float 
         if spoken:
             clip = speech_pcm(question, 16000, lead_s=LEAD_S)
             # A turn the VAD has not ended 4 s after the clip is committed by the client, not waited on.
-            result = await client.talk(clip, 16000, realtime=True, silence_s=1.2, commit_grace_s=4.0)
+            result = await client.talk(clip, 16000, realtime=True, silence_s=2.0, commit_grace_s=4.0)
             if result.first_audio_at is not None and result.speech_sent_at is not None:
                 # From the end of the voice, not of the clip (Piper leaves a quiet tail after the words).
                 tail = voice_tail_s(clip, 16000)

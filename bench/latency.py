@@ -117,7 +117,7 @@ async def measure_turns(
         for i in range(warmup + rounds * len(clips)):
             clip, tail_s = clips[i % len(clips)], tails[i % len(clips)]
             voice, text = spoken[i % len(clips)]
-            result = await client.talk(clip, 16000, realtime=True, silence_s=1.2)
+            result = await client.talk(clip, 16000, realtime=True, silence_s=2.0)
             if not result.done or result.errors:
                 print(f"turn {i}: errors {result.errors}", file=sys.stderr)
                 continue

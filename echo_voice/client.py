@@ -271,11 +271,13 @@ class VoiceClient:
         pcm: bytes,
         sample_rate: int,
         realtime: bool = True,
-        silence_s: float = 1.0,
+        silence_s: float = 2.0,
         timeout: float = 180.0,
         commit_grace_s: float | None = None,
     ) -> TurnResult:
-        """Speak ``pcm``, then ``silence_s`` of silence, and wait for the server's VAD to end the turn.
+        """Speak ``pcm``, then ``silence_s`` of silence, and wait for the server's VAD to end the turn
+        (the default 2 s is longer than the 1.8 s that ends a turn Smart Turn calls unfinished: a
+        client that stops sending audio stops the VAD's clock too).
         Sent faster than real time, the turn is committed at once (VAD timing means nothing then). In
         real time, only with ``commit_grace_s`` does the client commit the turn itself when the VAD has
         not ended it that long after the audio's end. ``committed_by_client`` and ``vad_ended_turn``

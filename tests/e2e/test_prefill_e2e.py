@@ -15,7 +15,7 @@ async def turn(base: str) -> dict:
         # A first typed turn warms the model (and caches the system prompt) for both runs alike.
         await client.send({"type": "input.text", "text": "Hello."})
         assert (await client.collect_turn()).done
-        result = await client.talk(speech_pcm(QUESTION, 16000), 16000, realtime=True, silence_s=1.5)
+        result = await client.talk(speech_pcm(QUESTION, 16000), 16000, realtime=True, silence_s=2.0)
     assert result.done and not result.errors, result.events
     return result.done["usage"]
 

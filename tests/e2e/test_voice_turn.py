@@ -54,7 +54,7 @@ async def test_spoken_turn_end_to_end(stack):
     pcm = speech_pcm(QUESTION, 16000)
     async with VoiceClient(stack.ws) as client:
         started = await client.start(16000)
-        result = await client.talk(pcm, 16000, realtime=True, silence_s=1.0)
+        result = await client.talk(pcm, 16000, realtime=True, silence_s=2.0)
         await client.send({"type": "session.end"})
         ended = await client.expect("session.ended")
     assert not result.errors, result.errors
