@@ -112,6 +112,13 @@ class Fakes:
     storage: FakeStorageSettings = field(default_factory=FakeStorageSettings)
 
 
+def slow_llm(first_token_delay_s: float = 3.0) -> Fakes:
+    """Fakes whose LLM takes a while to answer: the reply stays in `thinking` that long."""
+    fakes = Fakes()
+    fakes.llm.first_token_delay_s = first_token_delay_s
+    return fakes
+
+
 class Harness:
     def __init__(
         self, fakes: Fakes | None = None, turn_model: ScriptedTurnModel | None = None, **settings: Any

@@ -5,16 +5,10 @@ turn is answered once, with all of its words and audio; later voice is a barge-i
 from __future__ import annotations
 
 from gateway.turn.states import State
-from tests.gateway.harness import Fakes, Harness, quiet
+from tests.gateway.harness import Harness, quiet, slow_llm
 from tests.virtual_clock import run_virtual
 
 SECOND = 2 * 16000  # bytes of 16 kHz pcm_s16le in one second
-
-
-def slow_llm() -> Fakes:
-    fakes = Fakes()
-    fakes.llm.first_token_delay_s = 3.0
-    return fakes
 
 
 def test_voice_soon_after_the_turn_ended_continues_it_while_thinking() -> None:

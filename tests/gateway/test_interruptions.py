@@ -4,16 +4,10 @@ what the user heard (by the client's playback position, or by the real-time play
 from __future__ import annotations
 
 from gateway.turn.states import State
-from tests.gateway.harness import Fakes, Harness, tone
+from tests.gateway.harness import Fakes, Harness, slow_llm, tone
 from tests.virtual_clock import run_virtual
 
 TWO_SENTENCES = "One two three four. Five six seven eight."  # 19 + 21 characters: 950 + 1050 ms of tone
-
-
-def slow_llm() -> Fakes:
-    fakes = Fakes()
-    fakes.llm.first_token_delay_s = 3.0
-    return fakes
 
 
 def test_barge_in_while_thinking_cancels_the_llm_and_keeps_nothing() -> None:
