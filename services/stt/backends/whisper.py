@@ -38,7 +38,7 @@ class WhisperSettings:
     model: str = field(default="whisper-tiny.en", metadata={"help": "model name or path"})
     beam_size: int = field(default=5, metadata={"help": "beam size for final transcripts"})
     final_context_s: float = field(
-        default=20.0,
+        default=30.0,
         metadata={
             "help": "encoder window of final transcripts, 10-30 s: shorter is faster (whisper_decode.py)"
         },

@@ -1,5 +1,5 @@
 """Whisper decodes for the streaming backend: quick partials over a short encoder window, finals over
-a longer one (20 s by default, up to the full 30 s).
+the full one (or, if configured, a shorter one).
 
 Whisper's encoder always reads a 30 s window, mostly padding for a spoken turn; on tiny.en that window
 is most of a decode's time (about 290 of 500 ms on a busy 2-core machine). CTranslate2 accepts a shorter
@@ -7,12 +7,12 @@ window. Too short a one makes the model repeat itself (measured on Piper and eSp
 of 5 to 8 s gave WER above 1); from 10 s up it transcribes about as well as the full window. Partials
 (greedy) use ``PARTIAL_CONTEXT_S``: a fifth of the encoder's work, and they agree with full-window
 partials as well as two full-window decodes of slightly different audio do. Finals (beam search) use
-``final_context_s``, 20 s by default (ECHO_STT_FINAL_CONTEXT_S, 10-30): over 224 utterances in four
-voices, 20 s had the same mean WER as the full 30 s window (0.132 against 0.134) in 55-75 % of the time,
-changing single words both ways (Piper's "capital of France" once became "friends"). Through the whole
-stack with Smart Turn, that is the difference between a final that is ready when the turn ends and one
-that is still decoding (bench/latency.py: 14 ms against 169 ms after the turn ended,
-docs/performance.md). A short window always leaves ``MIN_PADDING_S`` empty after the audio and caps the
+``final_context_s``, 30 s by default (ECHO_STT_FINAL_CONTEXT_S, 10-30): over 224 utterances in four
+voices, 20 s had the same mean WER (0.132 against 0.134) in 55-75 % of the time, and through the whole
+stack with Smart Turn it makes the final ready when the turn ends (bench/latency.py: 14 ms against 169
+ms after the turn ended, docs/performance.md); but it changes single words both ways, and one of them
+is Piper's "capital of France", heard as "friends" (which failed four end-to-end tests), so it is a
+setting, not the default. A short window always leaves ``MIN_PADDING_S`` empty after the audio and caps the
 output length; a final that still repeats itself or reaches the cap, or longer audio, is decoded again
 by faster-whisper over the full window (with its temperature fallback); such a partial is dropped.
 Neither emits timestamp tokens: they let the model split a short turn into segments and re-read or
