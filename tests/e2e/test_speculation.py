@@ -12,8 +12,10 @@ from tests.speech import speech_pcm, words
 
 def patient(gateway_with, llm_address: str) -> str:
     # A long end-of-turn silence leaves the stable decode ample time to land before the turn ends, even
-    # on a busy 2-core machine (with 1000 ms it sometimes did not, and nothing was speculated).
-    base = gateway_with(env={"ECHO_GATEWAY_END_SILENCE_MS": "2500", "ECHO_LLM_ADDR": llm_address})
+    # on a busy 2-core machine (with 1000 ms it sometimes did not, and nothing was speculated). Silence
+    # alone ends the turn: Smart Turn (the default) may end it before the stable decode lands.
+    env = {"ECHO_GATEWAY_TURN_DETECTION": "silence", "ECHO_GATEWAY_END_SILENCE_MS": "2500"}
+    base = gateway_with(env={**env, "ECHO_LLM_ADDR": llm_address})
     return base.replace("http://", "ws://") + "/v1/voice"
 
 
