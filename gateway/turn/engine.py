@@ -24,7 +24,7 @@ from gateway.turn.memory import Memory
 from gateway.turn.output import Output, ReplyChannel, Sink
 from gateway.turn.playout import Playout
 from gateway.turn.prefill import Prefiller, stable_words
-from gateway.turn.reply import AudioOut, Carried, Final, Partial, Reply, ReplyDone
+from gateway.turn.reply import CONTINUED, AudioOut, Carried, Final, Partial, Reply, ReplyDone
 from gateway.turn.responder import Responder
 from gateway.turn.setup import Disconnected, Session, Speculation
 from gateway.turn.states import TRANSITIONS, State, Trigger
@@ -214,7 +214,7 @@ class TurnEngine:
         if reply is not None and reply.continued_by(at_s, self.settings.continue_window_ms / 1000):
             # A pause the end-of-turn decision took for the end: the turn goes on. Its reply stops
             # (interrupt_reason "continued", not stored); its words open the turn now being spoken.
-            await self.interrupt("continued")
+            await self.interrupt(CONTINUED)
             self.carried.add(reply.user_text, reply.input_audio)
             self.move(Trigger.CONTINUE, State.USER_SPEAKING)
             return
@@ -370,7 +370,7 @@ class TurnEngine:
         assert reply.channel is not None
         await reply.channel.end_audio()
         await reply.channel.send(reply.done_event())
-        if reply.interrupt_reason != "continued":  # a taken-back reply's words go into the next turn
+        if not reply.taken_back:  # its words go into the next turn instead
             self.memory.remember(reply)
         self.warm_llm()
 

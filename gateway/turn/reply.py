@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from gateway.turn.output import ReplyChannel
 
 
+# interrupt_reason of a reply taken back because the user went on with its turn (not stored: its
+# words open the turn still being spoken).
+CONTINUED = "continued"
+
+
 @dataclass
 class Reply:
     turn_id: str
@@ -49,6 +54,10 @@ class Reply:
     @property
     def interrupted(self) -> bool:
         return bool(self.interrupt_reason)
+
+    @property
+    def taken_back(self) -> bool:
+        return self.interrupt_reason == CONTINUED
 
     @property
     def speculative(self) -> bool:
