@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from echo.v1 import audio_pb2 as echo_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65\x63ho/v1/storage.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\"\x82\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\t\x12\x12\n\nupdated_at\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12\x0b\n\x03ttl\x18\x06 \x01(\x03\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xf1\x01\n\x04Turn\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07turn_id\x18\x04 \x01(\t\x12\x14\n\x0c\x63lient_input\x18\x05 \x01(\t\x12\x16\n\x0e\x61gent_response\x18\x06 \x01(\t\x12\x15\n\rmetadata_json\x18\x07 \x01(\t\x12\x0b\n\x03ttl\x18\x08 \x01(\x03\x12\x17\n\x0finput_audio_key\x18\t \x01(\t\x12\x18\n\x10output_audio_key\x18\n \x01(\t\x12\x13\n\x0binterrupted\x18\x0b \x01(\x08\"1\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"V\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x1c\n\x05turns\x18\x02 \x03(\x0b\x32\r.echo.v1.Turn\x12\x0f\n\x07summary\x18\x03 \x01(\t\"=\n\x18ListConversationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\x9f\x01\n\x13\x43onversationSummary\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66irst_timestamp\x18\x02 \x01(\t\x12\x16\n\x0elast_timestamp\x18\x03 \x01(\t\x12\x12\n\nturn_count\x18\x04 \x01(\x05\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x19\n\x11last_client_input\x18\x06 \x01(\t\"P\n\x19ListConversationsResponse\x12\x33\n\rconversations\x18\x01 \x03(\x0b\x32\x1c.echo.v1.ConversationSummary\"Q\n\x0fPutAudioRequest\x12\r\n\x03key\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\tB\t\n\x07request\"-\n\x10PutAudioResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"\x1e\n\x0fGetAudioRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"0\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"-\n\x08\x41udioUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_in_s\x18\x02 \x01(\x05\">\n\x12SaveSummaryRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\"\x15\n\x13SaveSummaryResponse2\x97\x05\n\x07Storage\x12\x31\n\x0bSaveSession\x12\x10.echo.v1.Session\x1a\x10.echo.v1.Session\x12:\n\nGetSession\x12\x1a.echo.v1.GetSessionRequest\x1a\x10.echo.v1.Session\x12(\n\x08SaveTurn\x12\r.echo.v1.Turn\x1a\r.echo.v1.Turn\x12I\n\x0fGetConversation\x12\x1f.echo.v1.GetConversationRequest\x1a\x15.echo.v1.Conversation\x12Z\n\x11ListConversations\x12!.echo.v1.ListConversationsRequest\x1a\".echo.v1.ListConversationsResponse\x12\x41\n\x08PutAudio\x12\x18.echo.v1.PutAudioRequest\x1a\x19.echo.v1.PutAudioResponse(\x01\x12;\n\x08GetAudio\x12\x18.echo.v1.GetAudioRequest\x1a\x13.echo.v1.AudioChunk0\x01\x12:\n\x0bGetAudioUrl\x12\x18.echo.v1.GetAudioRequest\x1a\x11.echo.v1.AudioUrl\x12H\n\x0bSaveSummary\x12\x1b.echo.v1.SaveSummaryRequest\x1a\x1c.echo.v1.SaveSummaryResponse\x12\x46\n\x0fGetCapabilities\x12\x1c.echo.v1.CapabilitiesRequest\x1a\x15.echo.v1.Capabilitiesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65\x63ho/v1/storage.proto\x12\x07\x65\x63ho.v1\x1a\x13\x65\x63ho/v1/audio.proto\"\x93\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\t\x12\x12\n\nupdated_at\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12\x0b\n\x03ttl\x18\x06 \x01(\x03\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"8\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x82\x02\n\x04Turn\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07turn_id\x18\x04 \x01(\t\x12\x14\n\x0c\x63lient_input\x18\x05 \x01(\t\x12\x16\n\x0e\x61gent_response\x18\x06 \x01(\t\x12\x15\n\rmetadata_json\x18\x07 \x01(\t\x12\x0b\n\x03ttl\x18\x08 \x01(\x03\x12\x17\n\x0finput_audio_key\x18\t \x01(\t\x12\x18\n\x10output_audio_key\x18\n \x01(\t\x12\x13\n\x0binterrupted\x18\x0b \x01(\x08\x12\x0f\n\x07user_id\x18\x0c \x01(\t\"B\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"g\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x1c\n\x05turns\x18\x02 \x03(\x0b\x32\r.echo.v1.Turn\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"^\n\x18ListConversationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\"\x9f\x01\n\x13\x43onversationSummary\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66irst_timestamp\x18\x02 \x01(\t\x12\x16\n\x0elast_timestamp\x18\x03 \x01(\t\x12\x12\n\nturn_count\x18\x04 \x01(\x05\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x19\n\x11last_client_input\x18\x06 \x01(\t\"e\n\x19ListConversationsResponse\x12\x33\n\rconversations\x18\x01 \x03(\x0b\x32\x1c.echo.v1.ConversationSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"b\n\x0fPutAudioRequest\x12\r\n\x03key\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\tB\t\n\x07request\"-\n\x10PutAudioResponse\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"/\n\x0fGetAudioRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"0\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"-\n\x08\x41udioUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_in_s\x18\x02 \x01(\x05\"O\n\x12SaveSummaryRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"\x15\n\x13SaveSummaryResponse\"E\n\x19\x44\x65leteConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"o\n\x0c\x44\x65leteResult\x12\x15\n\rconversations\x18\x01 \x01(\x05\x12\r\n\x05turns\x18\x02 \x01(\x05\x12\x15\n\raudio_objects\x18\x03 \x01(\x05\x12\x10\n\x08sessions\x18\x04 \x01(\x05\x12\x10\n\x08\x61pi_keys\x18\x05 \x01(\x05\"t\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nkey_sha256\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\x12\n\nrevoked_at\x18\x06 \x01(\t\")\n\x13LookupApiKeyRequest\x12\x12\n\nkey_sha256\x18\x01 \x01(\t\"%\n\x12ListApiKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"4\n\x13ListApiKeysResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.echo.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\\\n\nDailyUsage\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\x12\x0f\n\x07\x61udio_s\x18\x03 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\r\n\x05turns\x18\x05 \x01(\x05\"/\n\x0fGetUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t2\x94\t\n\x07Storage\x12\x31\n\x0bSaveSession\x12\x10.echo.v1.Session\x1a\x10.echo.v1.Session\x12:\n\nGetSession\x12\x1a.echo.v1.GetSessionRequest\x1a\x10.echo.v1.Session\x12(\n\x08SaveTurn\x12\r.echo.v1.Turn\x1a\r.echo.v1.Turn\x12I\n\x0fGetConversation\x12\x1f.echo.v1.GetConversationRequest\x1a\x15.echo.v1.Conversation\x12Z\n\x11ListConversations\x12!.echo.v1.ListConversationsRequest\x1a\".echo.v1.ListConversationsResponse\x12\x41\n\x08PutAudio\x12\x18.echo.v1.PutAudioRequest\x1a\x19.echo.v1.PutAudioResponse(\x01\x12;\n\x08GetAudio\x12\x18.echo.v1.GetAudioRequest\x1a\x13.echo.v1.AudioChunk0\x01\x12:\n\x0bGetAudioUrl\x12\x18.echo.v1.GetAudioRequest\x1a\x11.echo.v1.AudioUrl\x12H\n\x0bSaveSummary\x12\x1b.echo.v1.SaveSummaryRequest\x1a\x1c.echo.v1.SaveSummaryResponse\x12O\n\x12\x44\x65leteConversation\x12\".echo.v1.DeleteConversationRequest\x1a\x15.echo.v1.DeleteResult\x12?\n\nDeleteUser\x12\x1a.echo.v1.DeleteUserRequest\x1a\x15.echo.v1.DeleteResult\x12\x30\n\x0c\x43reateApiKey\x12\x0f.echo.v1.ApiKey\x1a\x0f.echo.v1.ApiKey\x12=\n\x0cLookupApiKey\x12\x1c.echo.v1.LookupApiKeyRequest\x1a\x0f.echo.v1.ApiKey\x12H\n\x0bListApiKeys\x12\x1b.echo.v1.ListApiKeysRequest\x1a\x1c.echo.v1.ListApiKeysResponse\x12=\n\x0cRevokeApiKey\x12\x1c.echo.v1.RevokeApiKeyRequest\x1a\x0f.echo.v1.ApiKey\x12\x34\n\x08\x41\x64\x64Usage\x12\x13.echo.v1.DailyUsage\x1a\x13.echo.v1.DailyUsage\x12\x39\n\x08GetUsage\x12\x18.echo.v1.GetUsageRequest\x1a\x13.echo.v1.DailyUsage\x12\x46\n\x0fGetCapabilities\x12\x1c.echo.v1.CapabilitiesRequest\x1a\x15.echo.v1.Capabilitiesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,35 +33,55 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'echo.v1.storage_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SESSION']._serialized_start=56
-  _globals['_SESSION']._serialized_end=186
-  _globals['_GETSESSIONREQUEST']._serialized_start=188
-  _globals['_GETSESSIONREQUEST']._serialized_end=227
-  _globals['_TURN']._serialized_start=230
-  _globals['_TURN']._serialized_end=471
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=473
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=522
-  _globals['_CONVERSATION']._serialized_start=524
-  _globals['_CONVERSATION']._serialized_end=610
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=612
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=673
-  _globals['_CONVERSATIONSUMMARY']._serialized_start=676
-  _globals['_CONVERSATIONSUMMARY']._serialized_end=835
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=837
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=917
-  _globals['_PUTAUDIOREQUEST']._serialized_start=919
-  _globals['_PUTAUDIOREQUEST']._serialized_end=1000
-  _globals['_PUTAUDIORESPONSE']._serialized_start=1002
-  _globals['_PUTAUDIORESPONSE']._serialized_end=1047
-  _globals['_GETAUDIOREQUEST']._serialized_start=1049
-  _globals['_GETAUDIOREQUEST']._serialized_end=1079
-  _globals['_AUDIOCHUNK']._serialized_start=1081
-  _globals['_AUDIOCHUNK']._serialized_end=1129
-  _globals['_AUDIOURL']._serialized_start=1131
-  _globals['_AUDIOURL']._serialized_end=1176
-  _globals['_SAVESUMMARYREQUEST']._serialized_start=1178
-  _globals['_SAVESUMMARYREQUEST']._serialized_end=1240
-  _globals['_SAVESUMMARYRESPONSE']._serialized_start=1242
-  _globals['_SAVESUMMARYRESPONSE']._serialized_end=1263
-  _globals['_STORAGE']._serialized_start=1266
-  _globals['_STORAGE']._serialized_end=1929
+  _globals['_SESSION']._serialized_end=203
+  _globals['_GETSESSIONREQUEST']._serialized_start=205
+  _globals['_GETSESSIONREQUEST']._serialized_end=261
+  _globals['_TURN']._serialized_start=264
+  _globals['_TURN']._serialized_end=522
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=524
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=590
+  _globals['_CONVERSATION']._serialized_start=592
+  _globals['_CONVERSATION']._serialized_end=695
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=697
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=791
+  _globals['_CONVERSATIONSUMMARY']._serialized_start=794
+  _globals['_CONVERSATIONSUMMARY']._serialized_end=953
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=955
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=1056
+  _globals['_PUTAUDIOREQUEST']._serialized_start=1058
+  _globals['_PUTAUDIOREQUEST']._serialized_end=1156
+  _globals['_PUTAUDIORESPONSE']._serialized_start=1158
+  _globals['_PUTAUDIORESPONSE']._serialized_end=1203
+  _globals['_GETAUDIOREQUEST']._serialized_start=1205
+  _globals['_GETAUDIOREQUEST']._serialized_end=1252
+  _globals['_AUDIOCHUNK']._serialized_start=1254
+  _globals['_AUDIOCHUNK']._serialized_end=1302
+  _globals['_AUDIOURL']._serialized_start=1304
+  _globals['_AUDIOURL']._serialized_end=1349
+  _globals['_SAVESUMMARYREQUEST']._serialized_start=1351
+  _globals['_SAVESUMMARYREQUEST']._serialized_end=1430
+  _globals['_SAVESUMMARYRESPONSE']._serialized_start=1432
+  _globals['_SAVESUMMARYRESPONSE']._serialized_end=1453
+  _globals['_DELETECONVERSATIONREQUEST']._serialized_start=1455
+  _globals['_DELETECONVERSATIONREQUEST']._serialized_end=1524
+  _globals['_DELETEUSERREQUEST']._serialized_start=1526
+  _globals['_DELETEUSERREQUEST']._serialized_end=1562
+  _globals['_DELETERESULT']._serialized_start=1564
+  _globals['_DELETERESULT']._serialized_end=1675
+  _globals['_APIKEY']._serialized_start=1677
+  _globals['_APIKEY']._serialized_end=1793
+  _globals['_LOOKUPAPIKEYREQUEST']._serialized_start=1795
+  _globals['_LOOKUPAPIKEYREQUEST']._serialized_end=1836
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1838
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1875
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1877
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1929
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1931
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1968
+  _globals['_DAILYUSAGE']._serialized_start=1970
+  _globals['_DAILYUSAGE']._serialized_end=2062
+  _globals['_GETUSAGEREQUEST']._serialized_start=2064
+  _globals['_GETUSAGEREQUEST']._serialized_end=2111
+  _globals['_STORAGE']._serialized_start=2114
+  _globals['_STORAGE']._serialized_end=3286
 # @@protoc_insertion_point(module_scope)

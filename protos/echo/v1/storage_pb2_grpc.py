@@ -28,6 +28,11 @@ if _version_not_supported:
 
 class StorageStub:
     """Conversation memory. Record shapes follow the echo-conversations and echo-sessions tables.
+
+    Every session, conversation, turn and audio object belongs to a user. The gateway passes the
+    authenticated caller's user_id (never one a client chose); a record of another user is NOT_FOUND,
+    exactly like one that does not exist. An empty user_id where one is required is INVALID_ARGUMENT.
+    Every record gets ttl = now + ECHO_STORAGE_RETENTION_DAYS unless the caller set one.
     """
 
     def __init__(self, channel):
@@ -81,6 +86,46 @@ class StorageStub:
                 request_serializer=echo_dot_v1_dot_storage__pb2.SaveSummaryRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_storage__pb2.SaveSummaryResponse.FromString,
                 _registered_method=True)
+        self.DeleteConversation = channel.unary_unary(
+                '/echo.v1.Storage/DeleteConversation',
+                request_serializer=echo_dot_v1_dot_storage__pb2.DeleteConversationRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.DeleteResult.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/echo.v1.Storage/DeleteUser',
+                request_serializer=echo_dot_v1_dot_storage__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.DeleteResult.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/echo.v1.Storage/CreateApiKey',
+                request_serializer=echo_dot_v1_dot_storage__pb2.ApiKey.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.LookupApiKey = channel.unary_unary(
+                '/echo.v1.Storage/LookupApiKey',
+                request_serializer=echo_dot_v1_dot_storage__pb2.LookupApiKeyRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/echo.v1.Storage/ListApiKeys',
+                request_serializer=echo_dot_v1_dot_storage__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/echo.v1.Storage/RevokeApiKey',
+                request_serializer=echo_dot_v1_dot_storage__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.AddUsage = channel.unary_unary(
+                '/echo.v1.Storage/AddUsage',
+                request_serializer=echo_dot_v1_dot_storage__pb2.DailyUsage.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.DailyUsage.FromString,
+                _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/echo.v1.Storage/GetUsage',
+                request_serializer=echo_dot_v1_dot_storage__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_storage__pb2.DailyUsage.FromString,
+                _registered_method=True)
         self.GetCapabilities = channel.unary_unary(
                 '/echo.v1.Storage/GetCapabilities',
                 request_serializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.SerializeToString,
@@ -90,6 +135,11 @@ class StorageStub:
 
 class StorageServicer:
     """Conversation memory. Record shapes follow the echo-conversations and echo-sessions tables.
+
+    Every session, conversation, turn and audio object belongs to a user. The gateway passes the
+    authenticated caller's user_id (never one a client chose); a record of another user is NOT_FOUND,
+    exactly like one that does not exist. An empty user_id where one is required is INVALID_ARGUMENT.
+    Every record gets ttl = now + ECHO_STORAGE_RETENTION_DAYS unless the caller set one.
     """
 
     def SaveSession(self, request, context):
@@ -144,6 +194,60 @@ class StorageServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SaveSummary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConversation(self, request, context):
+        """Removes the conversation's turns, summaries and audio objects (S3 objects included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Removes everything of one user: sessions, conversations, turns, audio, API keys and usage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """API keys, stored by the sha256 of the key: the key itself never reaches storage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LookupApiKey(self, request, context):
+        """By key_sha256; NOT_FOUND when unknown. A revoked key is returned with revoked_at set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """By key_id; NOT_FOUND when unknown. Revoking twice keeps the first revoked_at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddUsage(self, request, context):
+        """A user's usage on one UTC day, for daily quotas: AddUsage adds atomically and returns the total.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsage(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -204,6 +308,46 @@ def add_StorageServicer_to_server(servicer, server):
                     request_deserializer=echo_dot_v1_dot_storage__pb2.SaveSummaryRequest.FromString,
                     response_serializer=echo_dot_v1_dot_storage__pb2.SaveSummaryResponse.SerializeToString,
             ),
+            'DeleteConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConversation,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.DeleteConversationRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.DeleteResult.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.DeleteUserRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.DeleteResult.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.ApiKey.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.ApiKey.SerializeToString,
+            ),
+            'LookupApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupApiKey,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.LookupApiKeyRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.ApiKey.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.ApiKey.SerializeToString,
+            ),
+            'AddUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddUsage,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.DailyUsage.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.DailyUsage.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=echo_dot_v1_dot_storage__pb2.GetUsageRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_storage__pb2.DailyUsage.SerializeToString,
+            ),
             'GetCapabilities': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCapabilities,
                     request_deserializer=echo_dot_v1_dot_audio__pb2.CapabilitiesRequest.FromString,
@@ -219,6 +363,11 @@ def add_StorageServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Storage:
     """Conversation memory. Record shapes follow the echo-conversations and echo-sessions tables.
+
+    Every session, conversation, turn and audio object belongs to a user. The gateway passes the
+    authenticated caller's user_id (never one a client chose); a record of another user is NOT_FOUND,
+    exactly like one that does not exist. An empty user_id where one is required is INVALID_ARGUMENT.
+    Every record gets ttl = now + ECHO_STORAGE_RETENTION_DAYS unless the caller set one.
     """
 
     @staticmethod
@@ -454,6 +603,222 @@ class Storage:
             '/echo.v1.Storage/SaveSummary',
             echo_dot_v1_dot_storage__pb2.SaveSummaryRequest.SerializeToString,
             echo_dot_v1_dot_storage__pb2.SaveSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/DeleteConversation',
+            echo_dot_v1_dot_storage__pb2.DeleteConversationRequest.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.DeleteResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/DeleteUser',
+            echo_dot_v1_dot_storage__pb2.DeleteUserRequest.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.DeleteResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/CreateApiKey',
+            echo_dot_v1_dot_storage__pb2.ApiKey.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/LookupApiKey',
+            echo_dot_v1_dot_storage__pb2.LookupApiKeyRequest.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/ListApiKeys',
+            echo_dot_v1_dot_storage__pb2.ListApiKeysRequest.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/RevokeApiKey',
+            echo_dot_v1_dot_storage__pb2.RevokeApiKeyRequest.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/AddUsage',
+            echo_dot_v1_dot_storage__pb2.DailyUsage.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.DailyUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Storage/GetUsage',
+            echo_dot_v1_dot_storage__pb2.GetUsageRequest.SerializeToString,
+            echo_dot_v1_dot_storage__pb2.DailyUsage.FromString,
             options,
             channel_credentials,
             insecure,
