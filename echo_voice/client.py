@@ -11,6 +11,7 @@ from typing import Any
 import websockets
 from pydantic import BaseModel, ValidationError
 
+from echo_voice.credentials import load_api_key
 from gateway.events import (
     SERVER_TYPES,
     Error,
@@ -99,16 +100,38 @@ class TurnResult:
     committed_by_client: bool = False
 
 
+class GatewayRefused(ConnectionError):
+    """The WebSocket upgrade was answered with an HTTP error (docs/protocol.md, "Authentication")."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        try:
+            error = json.loads(body)["error"]
+            code, message = error["code"], error["message"]
+        except (ValueError, KeyError, TypeError):
+            code, message = "", body.decode(errors="replace")[:200]
+        hint = ""
+        if status == 401:
+            hint = " (set ECHO_API_KEY, or create a key with `echo-voice keys create --user NAME`)"
+        super().__init__(f"the gateway refused the session: HTTP {status} {code}: {message}{hint}")
+        self.status, self.code = status, code
+
+
 class VoiceClient:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str | None = None) -> None:
+        """``token``: the API key or JWT to send (default: ECHO_API_KEY or the credentials file)."""
         self.url = url
+        self.token = load_api_key() if token is None else token
         self.ws: Any = None
         self.started: dict[str, Any] = {}
         self.queue: asyncio.Queue[Received | AudioFrame | InvalidServerEvent] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> VoiceClient:
-        self.ws = await websockets.connect(self.url, max_size=None)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            self.ws = await websockets.connect(self.url, max_size=None, additional_headers=headers)
+        except websockets.InvalidStatus as e:
+            raise GatewayRefused(e.response.status_code, e.response.body or b"") from None
         self._reader = asyncio.create_task(self._read())
         return self
 

@@ -61,6 +61,38 @@ class GatewaySettings:
     tts_timeout_s: float = 60.0
     stt_timeout_s: float = 90.0
     storage_timeout_s: float = 10.0
+    # Who may call (gateway/auth.py, gateway/guard.py; docs/protocol.md "Authentication").
+    jwt_issuer: str = field(
+        default="", metadata={"help": "OIDC issuer whose JWTs are accepted (empty: API keys only)"}
+    )
+    jwt_audience: str = field(default="", metadata={"help": "required aud (or Cognito client_id) of JWTs"})
+    jwt_jwks_url: str = field(
+        default="", metadata={"help": "JWKS URL (default: ISSUER/.well-known/jwks.json)"}
+    )
+    jwt_algorithms: list[str] = field(
+        default_factory=lambda: ["RS256"], metadata={"help": "accepted JWT algorithms"}
+    )
+    jwt_leeway_s: float = field(default=30.0, metadata={"help": "clock skew allowed on exp/nbf"})
+    allowed_hosts: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Host names served, besides localhost, 127.0.0.1 and ::1 (DNS rebinding guard)"},
+    )
+    allowed_origins: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "WebSocket origins allowed besides the allowed hosts' own (e.g. https://app.example)"
+        },
+    )
+    # Per-user limits (gateway/quotas.py); 0 turns a limit off.
+    sessions_per_user: int = field(default=4, metadata={"help": "concurrent voice sessions per user"})
+    turns_per_minute: int = field(default=20, metadata={"help": "turns per user per rolling minute"})
+    audio_s_per_day: float = field(
+        default=3600.0, metadata={"help": "seconds of spoken input per user per UTC day"}
+    )
+    spend_usd_per_day: float = field(default=5.0, metadata={"help": "USD of model cost per user per UTC day"})
+    requests_per_minute: int = field(
+        default=300, metadata={"help": "REST requests per user per rolling minute"}
+    )
     web_client: bool = field(default=True, metadata={"help": "serve the web voice client at /"})
     # On SIGTERM uvicorn closes the open WebSockets and gives their sessions this long to finish (save
     # their last turns). ECS allows a gateway task 120 s (stopTimeout) before SIGKILL; this stays under it.

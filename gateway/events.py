@@ -61,6 +61,14 @@ class ErrorCode(StrEnum):
     TTS_ERROR = "tts_error"
     STORAGE_ERROR = "storage_error"
     INTERNAL = "internal_error"
+    # Identity and limits (docs/protocol.md, "Authentication" and "Quotas"). The first four answer an
+    # HTTP request or the WebSocket upgrade; the last two are also error events on an open session.
+    UNAUTHORIZED = "unauthorized"
+    AUTH_UNAVAILABLE = "auth_unavailable"
+    FORBIDDEN_ORIGIN = "forbidden_origin"
+    INVALID_HOST = "invalid_host"
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXCEEDED = "quota_exceeded"
 
     # A service name that is not one of SERVICES is a gateway bug: ValueError, not a made-up code.
     @staticmethod
@@ -79,10 +87,18 @@ class ErrorCode(StrEnum):
 class ProtocolError(Exception):
     """A failure the client hears about as an ``error`` event with this code and message."""
 
-    def __init__(self, code: ErrorCode | str, message: str) -> None:
+    def __init__(
+        self,
+        code: ErrorCode | str,
+        message: str,
+        turn_id: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = ErrorCode(code)
         self.message = message
+        self.turn_id = turn_id
+        self.retry_after_s = retry_after_s
 
 
 def _type_is_required(schema: dict[str, Any]) -> None:
@@ -296,6 +312,8 @@ class Error(_ServerModel):
     code: ErrorCode
     message: str
     turn_id: str | None = None
+    # rate_limited and quota_exceeded: when trying again can succeed.
+    retry_after_s: float | None = None
 
 
 ServerEvent = Annotated[

@@ -15,6 +15,7 @@ from fastapi import WebSocket
 from gateway import events as ev
 from gateway.clients import Services
 from gateway.config import GatewaySettings
+from gateway.quotas import Quotas
 from gateway.turn.endpointing import TurnModel
 from gateway.turn.engine import Disconnected, TurnEngine
 from gateway.vad import SileroModel
@@ -42,11 +43,20 @@ class VoiceSession:
         vad_model: SileroModel,
         system_prompt: str,
         turn_model: TurnModel | None = None,
+        user_id: str = "local",
+        quotas: Quotas | None = None,
     ) -> None:
         self.ws = ws
         self.settings = settings
         self.engine = TurnEngine(
-            services, settings, vad_model, system_prompt, WebSocketSink(ws), turn_model=turn_model
+            services,
+            settings,
+            vad_model,
+            system_prompt,
+            WebSocketSink(ws),
+            turn_model=turn_model,
+            user_id=user_id,
+            quotas=quotas,
         )
 
     async def run(self) -> None:

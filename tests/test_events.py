@@ -282,6 +282,7 @@ def test_the_gateway_serves_the_schema():
     from gateway.config import GatewaySettings
 
     # Outside `with`, TestClient skips the lifespan (gRPC channels, the VAD model): this route needs neither.
-    reply = TestClient(create_app(GatewaySettings())).get("/v1/protocol.schema.json")
+    app = create_app(GatewaySettings())
+    reply = TestClient(app, base_url="http://127.0.0.1:8080").get("/v1/protocol.schema.json")
     assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
     assert reply.json() == json.loads(json.dumps(events.protocol_schema()))

@@ -16,11 +16,12 @@ from typing import Any
 from gateway import events as ev
 from gateway.clients import Services
 from gateway.config import GatewaySettings
+from gateway.quotas import Quotas
 from gateway.turn import setup
 from gateway.turn.clock import ms, now
 from gateway.turn.endpointing import Endpointer, TurnModel, Verdict
 from gateway.turn.listener import Listener, Offload, new_turn_id
-from gateway.turn.memory import Memory
+from gateway.turn.memory import INPUT_RATE, Memory
 from gateway.turn.output import Output, ReplyChannel, Sink
 from gateway.turn.playout import Playout
 from gateway.turn.prefill import Prefiller, stable_words
@@ -33,6 +34,7 @@ from gateway.vad import SileroModel
 log = logging.getLogger("echo.gateway.engine")
 
 REPLYING = (State.THINKING, State.SPEAKING)
+INPUT_BYTES_PER_S = 2 * INPUT_RATE  # 16-bit mono input audio
 
 
 class TurnEngine:
@@ -45,12 +47,16 @@ class TurnEngine:
         sink: Sink,
         offload: Offload = asyncio.to_thread,
         turn_model: TurnModel | None = None,
+        user_id: str = "local",
+        quotas: Quotas | None = None,
     ) -> None:
         self.services, self.settings, self.system_prompt = services, settings, system_prompt
+        self.user_id, self.quotas = user_id, quotas  # the authenticated caller: owns what is stored
         self.vad_model, self.offload = vad_model, offload
         self.output = Output(sink)
         self.state = State.NEW
         self.session = Session()
+        self.session.info.user_id = user_id
         self.speculation = Speculation()
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.reply: Reply | None = None  # the reply the user hears
@@ -101,7 +107,7 @@ class TurnEngine:
             try:
                 await self.handle(item)
             except ev.ProtocolError as e:
-                await self.output.error(e.code, e.message)
+                await self.output.error(e.code, e.message, e.turn_id, e.retry_after_s)
             except Exception as e:  # a gateway bug must not take the session down with it
                 log.exception("unexpected error in the turn engine")
                 await self.output.error(ev.ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
@@ -291,11 +297,19 @@ class TurnEngine:
             return
         text, audio = self.carried.take(final.text, utterance.audio)
         spec, self.speculative = self.speculative, None
-        if not text:
+        refusal = None
+        if text and self.quotas is not None:
+            try:
+                await self.quotas.admit_turn(self.user_id, spoken=True, turn_id=utterance.turn_id)
+            except ev.ProtocolError as e:
+                refusal = e
+        if not text or refusal is not None:
             if spec is not None:
                 self.discard(spec)
             if self.state is State.TRANSCRIBING and self.listening_state() is State.IDLE:
                 self.move(Trigger.FINAL_EMPTY, State.IDLE)
+            if refusal is not None:  # heard, not answered: the error says why and when to try again
+                await self.output.error(refusal.code, refusal.message, refusal.turn_id, refusal.retry_after_s)
             return  # nothing intelligible: no reply (documented)
         timings = {
             "endpointing": ms(utterance.finished_at - utterance.speech_end),
@@ -329,8 +343,11 @@ class TurnEngine:
             raise ev.ProtocolError(
                 ev.ErrorCode.TEXT_TOO_LONG, f"input.text is {len(text)} characters; the limit is {limit}"
             )
+        turn_id = new_turn_id()
+        if self.quotas is not None:  # a refused turn leaves the reply in progress alone
+            await self.quotas.admit_turn(self.user_id, spoken=False, turn_id=turn_id)
         await self.interrupt("new_input")
-        self.reply = self.new_reply(new_turn_id(), text.strip(), now())
+        self.reply = self.new_reply(turn_id, text.strip(), now())
         self.move(Trigger.TEXT, State.THINKING)
 
     # ----- replies ------------------------------------------------------------------------------
@@ -372,6 +389,9 @@ class TurnEngine:
         await reply.channel.send(reply.done_event())
         if not reply.taken_back:  # its words go into the next turn instead
             self.memory.remember(reply)
+            if self.quotas is not None:
+                cost = float(reply.usage_summary().get("total_cost_usd", 0.0))
+                self.quotas.record_turn(self.user_id, len(reply.input_audio) / INPUT_BYTES_PER_S, cost)
         self.warm_llm()
 
     def warm_llm(self) -> None:

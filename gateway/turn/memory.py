@@ -31,6 +31,7 @@ INPUT_RATE = 16000
 
 @dataclass
 class SessionInfo:
+    user_id: str = ""  # the authenticated caller, who owns everything this session stores
     session_id: str = ""
     conversation_id: str = ""
     output_rate: int = 22050
@@ -92,7 +93,8 @@ class Memory:
 
     async def load(self, conversation_id: str) -> list[tuple[str, str]]:
         conversation = await self.storage.GetConversation(
-            storage_pb2.GetConversationRequest(conversation_id=conversation_id), timeout=self.timeout_s
+            storage_pb2.GetConversationRequest(conversation_id=conversation_id, user_id=self.info.user_id),
+            timeout=self.timeout_s,
         )
         return [(t.client_input, t.agent_response) for t in conversation.turns]
 
@@ -103,6 +105,7 @@ class Memory:
     async def _save_session(self) -> None:
         stamp = datetime.now(UTC).isoformat()
         record = storage_pb2.Session(
+            user_id=self.info.user_id,
             session_id=self.info.session_id,
             conversation_id=self.info.conversation_id,
             created_at=stamp,
@@ -192,6 +195,7 @@ class Memory:
         }
         await self.storage.SaveTurn(
             storage_pb2.Turn(
+                user_id=info.user_id,
                 conversation_id=info.conversation_id,
                 timestamp=timestamp,
                 session_id=info.session_id,
@@ -208,7 +212,7 @@ class Memory:
 
     async def _put_audio(self, key: str, data: bytes) -> None:
         async def chunks() -> AsyncIterator[storage_pb2.PutAudioRequest]:
-            yield storage_pb2.PutAudioRequest(key=key, content_type="audio/wav")
+            yield storage_pb2.PutAudioRequest(key=key, content_type="audio/wav", user_id=self.info.user_id)
             for i in range(0, len(data), 256 * 1024):
                 yield storage_pb2.PutAudioRequest(data=data[i : i + 256 * 1024])
 

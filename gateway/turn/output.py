@@ -38,9 +38,13 @@ class Output:
     async def send_audio(self, pcm: bytes) -> None:
         await self._write(pcm)
 
-    async def error(self, code: str, message: str, turn_id: str | None = None) -> None:
+    async def error(
+        self, code: str, message: str, turn_id: str | None = None, retry_after_s: float | None = None
+    ) -> None:
         log.info("session %s error %s: %s", self.session_id or "-", code, message)
-        await self.send(ev.Error(code=ev.ErrorCode(code), message=message, turn_id=turn_id))
+        await self.send(
+            ev.Error(code=ev.ErrorCode(code), message=message, turn_id=turn_id, retry_after_s=retry_after_s)
+        )
 
     async def _write(self, frame: str | bytes) -> None:
         if self.closed:
