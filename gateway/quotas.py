@@ -25,6 +25,7 @@ from gateway.turn.clock import now
 log = logging.getLogger("echo.gateway.quotas")
 
 WINDOW_S = 60.0
+RECORD_WAIT_S = 1.0  # at most this long for the last turn's usage to be recorded (storage is slow)
 SESSION_RETRY_S = 10.0  # a session limit frees up when one of the user's sessions ends: try soon
 
 
@@ -100,6 +101,8 @@ class Quotas:
     async def admit_turn(self, user_id: str, spoken: bool, turn_id: str | None = None) -> None:
         """Raises rate_limited or quota_exceeded (with retry_after_s) for a turn that must not run."""
         settings = self.settings
+        if self.recording:  # the turns just finished count before this one is let in
+            await asyncio.wait(self.recording, timeout=RECORD_WAIT_S)
         usage = await self._today(user_id)
         midnight = self._seconds_to_midnight()
         if settings.spend_usd_per_day > 0 and usage.cost_usd >= settings.spend_usd_per_day:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import require_model
+from tests.e2e.auth import create_key
 from tests.servicetools import (
     ServiceProcess,
     StallingProxy,
@@ -48,12 +50,17 @@ def stack(log_dir, tmp_path_factory):
     try:
         for name in ("storage", "tts", "stt", "llm"):
             processes[name], addresses[name] = start_grpc_service(name, env, log_dir)
+            if name == "storage":
+                # Every test talks as this user unless it makes its own key: VoiceClient, `echo-voice`
+                # subprocesses and auth_headers() read ECHO_API_KEY.
+                os.environ["ECHO_API_KEY"], _ = create_key(addresses["storage"], "test-user")
         gateway_env = {f"ECHO_{n.upper()}_ADDR": a for n, a in addresses.items()}
         # Low temperature keeps replies short and on-topic; the assertions do not depend on wording.
         gateway_env |= {"ECHO_GATEWAY_TEMPERATURE": "0.2", "ECHO_GATEWAY_MAX_TOKENS": "60"}
         processes["gateway"], base = start_gateway(gateway_env, log_dir)
         yield Stack(base, addresses, processes)
     finally:
+        os.environ.pop("ECHO_API_KEY", None)
         for proc in reversed(processes.values()):
             proc.stop()
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from echo_voice.client import VoiceClient
+from tests.e2e.auth import auth_headers
 from tests.e2e.test_voice_turn import wait_for_turns
 from tests.servicetools import ServiceProcess, free_port
 from tests.speech import speech_pcm, words
@@ -121,7 +122,7 @@ async def test_bad_session_start_is_refused_and_a_good_one_then_works(stack, sta
 async def wait_ready(base: str, limit_s: float = 60.0) -> None:
     """Until the gateway's /readyz sees every service SERVING again (its channels reconnect with a
     short backoff after a service comes back)."""
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=base, headers=auth_headers()) as http:
         for _ in range(int(limit_s / 0.2)):
             if (await http.get("/readyz")).status_code == 200:
                 return
@@ -272,7 +273,7 @@ async def test_storage_dying_mid_conversation_loses_nothing(gateway_with, log_di
         ]
         assert turns[0] == before  # the turn stored before the crash is intact
         assert turns[1]["agent_response"] == second.reply_text  # the failed save, retried
-        async with httpx.AsyncClient(base_url=base) as http:
+        async with httpx.AsyncClient(base_url=base, headers=auth_headers()) as http:
             for turn in turns:
                 audio = await http.get(
                     f"/v1/conversations/{started['conversation_id']}/audio/{turn['output_audio_key']}"
@@ -329,7 +330,7 @@ async def test_dead_storage_keeps_the_conversation_going(gateway_with):
         # The second turn's save failed too, and says so before the session ends.
         assert late_errors == ["storage_unavailable"]
         assert event["unsaved_turns"] == 2
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=base, headers=auth_headers()) as http:
         reply = await http.get("/v1/conversations")
         assert reply.status_code == 503 and reply.json()["error"]["code"] == "storage_unavailable"
         ready = await http.get("/readyz")
@@ -337,7 +338,7 @@ async def test_dead_storage_keeps_the_conversation_going(gateway_with):
 
 
 async def test_readyz_when_everything_is_up(stack):
-    async with httpx.AsyncClient(base_url=stack.base) as http:
+    async with httpx.AsyncClient(base_url=stack.base, headers=auth_headers()) as http:
         reply = await http.get("/readyz")
     assert reply.status_code == 200 and set(reply.json()["services"].values()) == {"SERVING"}
 
@@ -347,7 +348,11 @@ async def raw_get(base: str, target: str) -> tuple[int, dict[str, str], bytes]:
     so a traversal sent through them never reaches the gateway as one."""
     url = httpx.URL(base)
     reader, writer = await asyncio.open_connection(url.host, url.port)
-    request = f"GET {target} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nConnection: close\r\n\r\n"
+    token = auth_headers()["Authorization"]
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nAuthorization: {token}\r\n"
+        "Connection: close\r\n\r\n"
+    )
     writer.write(request.encode("ascii"))
     await writer.drain()
     data = await reader.read()  # Connection: close, so the answer ends with the connection
@@ -396,13 +401,13 @@ async def test_audio_keys_outside_the_conversation_are_404_even_sent_raw(stack):
     # The other conversation's audio is still served through its own conversation.
     status, _, _ = await raw_get(stack.base, f"/v1/conversations/{other}/audio/{other_key}")
     assert status == 200
-    async with httpx.AsyncClient(base_url=stack.base) as http:
+    async with httpx.AsyncClient(base_url=stack.base, headers=auth_headers()) as http:
         reply = await http.get("/v1/conversations/nope")
         assert reply.status_code == 404
 
 
 async def test_bad_rest_query_is_400_invalid_request(stack):
-    async with httpx.AsyncClient(base_url=stack.base) as http:
+    async with httpx.AsyncClient(base_url=stack.base, headers=auth_headers()) as http:
         for query in ("limit=0", "limit=many", "limit=501"):
             reply = await http.get(f"/v1/conversations?{query}")
             assert reply.status_code == 400, (query, reply.text)

@@ -13,6 +13,7 @@ import pytest
 from echo.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 from echo_voice.client import VoiceClient
 from services.common.audio import rms_dbfs, wav_bytes
+from tests.e2e.auth import auth_headers
 from tests.speech import speech_pcm, words
 
 QUESTION = "What is the capital city of France?"
@@ -30,9 +31,11 @@ async def transcribe(address: str, pcm: bytes, rate: int) -> str:
     return reply.text
 
 
-async def wait_for_turns(base: str, conversation_id: str, count: int, timeout: float = 30.0) -> dict:
+async def wait_for_turns(
+    base: str, conversation_id: str, count: int, timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> dict:
     """Turns are saved right after response.done, in the background: poll briefly."""
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=base, headers=headers or auth_headers()) as http:
         for _ in range(int(timeout / 0.2)):
             reply = await http.get(f"/v1/conversations/{conversation_id}")
             if reply.status_code == 200 and len(reply.json()["turns"]) >= count:
@@ -91,7 +94,7 @@ async def test_spoken_turn_end_to_end(stack):
     assert turn["metadata"]["latency_ms"]["voice_to_voice"] == result.done["timings_ms"]["voice_to_voice"]
     assert turn["metadata"]["usage"] == usage
     assert turn["metadata"]["models"]["tts"] == started["voice"] == "en_US-joe-medium"
-    async with httpx.AsyncClient(base_url=stack.base) as http:
+    async with httpx.AsyncClient(base_url=stack.base, headers=auth_headers()) as http:
         for key, expected_rate in ((turn["input_audio_key"], 16000), (turn["output_audio_key"], rate)):
             assert key.startswith(f"{started['session_id']}/") and key.endswith(".wav")
             response = await http.get(f"/v1/conversations/{started['conversation_id']}/audio/{key}")

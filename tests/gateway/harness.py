@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from echo.v1 import llm_pb2, storage_pb2, stt_pb2, tts_pb2
 from gateway import events as ev
 from gateway.clients import Services
 from gateway.config import GatewaySettings
+from gateway.quotas import Quotas
 from gateway.turn.engine import Disconnected, TurnEngine
 from services.common.audio import float_to_pcm16
 from services.llm.backends.fake import FakeLLMBackend, FakeLLMSettings
@@ -121,8 +123,14 @@ def slow_llm(first_token_delay_s: float = 3.0) -> Fakes:
 
 class Harness:
     def __init__(
-        self, fakes: Fakes | None = None, turn_model: ScriptedTurnModel | None = None, **settings: Any
+        self,
+        fakes: Fakes | None = None,
+        turn_model: ScriptedTurnModel | None = None,
+        quotas: Callable[[], datetime] | None = None,
+        user_id: str = "local",
+        **settings: Any,
     ) -> None:
+        """``quotas``: enforce the per-user limits, with this wall clock for the UTC day."""
         fakes = fakes or Fakes()
         self.stt = FakeSTTBackend(STTSettings(), fakes.stt)
         self.llm = FakeLLMBackend(LLMSettings(), fakes.llm)
@@ -148,9 +156,19 @@ class Harness:
         )  # type: ignore[arg-type]
         self.settings = replace(GatewaySettings(), **settings)
         self.sink = RecordingSink()
+        self.user_id = user_id
+        self.quotas = Quotas(self.settings, self.services.storage, quotas) if quotas else None  # type: ignore[arg-type]
         self.engine = TurnEngine(
-            self.services, self.settings, EnergyVad(), SYSTEM_PROMPT, self.sink, inline, turn_model
-        )  # type: ignore[arg-type]
+            self.services,  # type: ignore[arg-type]
+            self.settings,
+            EnergyVad(),  # type: ignore[arg-type]
+            SYSTEM_PROMPT,
+            self.sink,
+            inline,
+            turn_model,
+            user_id=user_id,
+            quotas=self.quotas,
+        )
         self.task: asyncio.Task[None] | None = None
         self.cursor = 0  # next() reads events after this index
 
@@ -219,7 +237,7 @@ class Harness:
 
     async def conversation(self, conversation_id: str) -> storage_pb2.Conversation:
         """The conversation as the storage service has it."""
-        request = storage_pb2.GetConversationRequest(conversation_id=conversation_id)
+        request = storage_pb2.GetConversationRequest(conversation_id=conversation_id, user_id=self.user_id)
         return await self.services.storage.GetConversation(request, timeout=5)
 
     async def idle(self, seconds: float) -> None:

@@ -30,6 +30,7 @@ class FakeLLMSettings:
     replies: str = field(default="", metadata={"help": "'|'-separated replies, one per Generate call"})
     first_token_delay_s: float = field(default=0.1, metadata={"help": "asyncio sleep before the first token"})
     token_interval_s: float = field(default=0.05, metadata={"help": "asyncio sleep before each later token"})
+    price_per_1k: float = field(default=0.0, metadata={"help": "USD per 1K tokens, in and out"})
 
 
 def load_fake_settings() -> FakeLLMSettings:
@@ -57,7 +58,8 @@ class FakeLLMBackend:
         self.service = service
         self.settings = settings or load_fake_settings()
         self._script: deque[str] = deque(r for r in self.settings.replies.split("|") if r.strip())
-        self.prices = PriceTable({MODEL: Price(0.0, 0.0)})
+        price = self.settings.price_per_1k
+        self.prices = PriceTable({MODEL: Price(price, price)})
         self.requests: list[llm_pb2.GenerateRequest] = []  # every Generate request, as received
         self.prefills: list[llm_pb2.PrefillRequest] = []  # every Prefill request, as received
         self.cancelled = 0  # generations whose consumer stopped before the last event
