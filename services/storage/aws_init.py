@@ -65,6 +65,13 @@ async def _table(
         say(f"table {name}: TTL on '{TTL_ATTRIBUTE}' enabled")
 
 
+def _index(name: str, hash_key: str, range_key: str = "") -> dict[str, Any]:
+    schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    if range_key:
+        schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+    return {"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
+
+
 def _not_implemented(error: Exception) -> bool:
     return aws.error_code(error) in ("NotImplemented", "NotImplementedException")
 
@@ -149,16 +156,18 @@ async def init(settings: AwsStorageSettings, say: Callable[[str], None] = print)
                 [("conversation_id", "HASH"), ("timestamp", "RANGE")],
                 say,
                 GlobalSecondaryIndexes=[
-                    {
-                        "IndexName": settings.session_index,
-                        "KeySchema": [
-                            {"AttributeName": "session_id", "KeyType": "HASH"},
-                            {"AttributeName": "timestamp", "KeyType": "RANGE"},
-                        ],
-                        "Projection": {"ProjectionType": "ALL"},
-                    }
+                    _index(settings.session_index, "session_id", "timestamp"),
+                    # A user's conversations by last activity: only header items have last_timestamp.
+                    _index(settings.user_index, "user_id", "last_timestamp"),
                 ],
             )
             await _table(ddb, settings.table_sessions, [("session_id", "HASH")], say)
+            await _table(
+                ddb,
+                settings.table_users,
+                [("pk", "HASH"), ("sk", "RANGE")],
+                say,
+                GlobalSecondaryIndexes=[_index(settings.key_index, "key_sha256")],
+            )
         async with aws.client("s3", region) as s3:
             await _bucket(s3, settings, region, say)
