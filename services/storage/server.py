@@ -108,7 +108,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         deleted = await self.backend.conversations.delete_conversation(user_id, request.conversation_id)
         audio = await self.backend.audio.delete(user_id, deleted.audio_keys)
         return storage_pb2.DeleteResult(
-            conversations=deleted.conversations, turns=deleted.turns, audio_objects=audio
+            conversations=deleted.conversations,
+            turns=deleted.turns,
+            audio_objects=audio,
+            sessions=deleted.sessions,
         )
 
     @unary_errors

@@ -9,38 +9,7 @@ import httpx
 import pytest
 
 from echo.v1 import storage_pb2, storage_pb2_grpc
-from tests.aws.storage_standin import aws_stand_in, seaweedfs_stand_in
 from tests.servicetools import start_grpc_service
-
-# "aws": DynamoDB and S3 on moto; "aws-seaweedfs": the same backend with S3 on SeaweedFS, whose S3
-# checks signatures and encrypts at rest as S3 does; "fake": in memory, for deterministic tests.
-BACKENDS = ["local", "aws", "aws-seaweedfs", "fake"]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def storage(request, log_dir, tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp(f"storage-{request.param}")
-    env = {"ECHO_STORAGE_SERVICE": request.param.split("-")[0], "ECHO_DATA_DIR": str(data_dir)}
-    stand_in = None
-    if request.param == "aws":
-        stand_in, aws_env = aws_stand_in(log_dir)
-        env |= aws_env
-    elif request.param == "aws-seaweedfs":
-        stand_in, aws_env = seaweedfs_stand_in(log_dir, data_dir / "seaweedfs")
-        env |= aws_env
-    proc, address = start_grpc_service("storage", env, log_dir)
-    state = {"address": address, "env": env, "proc": proc, "data_dir": data_dir, "backend": request.param}
-    yield state
-    state["proc"].stop()  # the restart test swaps in a new process
-    if stand_in is not None:
-        stand_in.stop()
-
-
-@pytest.fixture()
-async def stub(storage):
-    async with grpc.aio.insecure_channel(storage["address"]) as channel:
-        yield storage_pb2_grpc.StorageStub(channel)
-
 
 USER = "alice"
 
@@ -78,7 +47,9 @@ async def get(stub, key: str, user: str = USER) -> tuple[bytes, str]:
 
 async def test_session_round_trip(stub):
     saved = await stub.SaveSession(
-        storage_pb2.Session(user_id=USER, session_id="sess-1", conversation_id="conv-s", metadata_json='{"voice": "joe"}')
+        storage_pb2.Session(
+            user_id=USER, session_id="sess-1", conversation_id="conv-s", metadata_json='{"voice": "joe"}'
+        )
     )
     assert saved.created_at and saved.updated_at
     got = await stub.GetSession(storage_pb2.GetSessionRequest(user_id=USER, session_id="sess-1"))
@@ -94,7 +65,9 @@ async def test_turns_come_back_in_order_and_retries_do_not_duplicate(stub):
         await stub.SaveTurn(turn("conv-a", ts, text=ts[-9:-8]))
     # A retried save of the same (conversation_id, timestamp) replaces, never duplicates.
     await stub.SaveTurn(turn("conv-a", "2026-01-01T10:00:01.000000Z", text="1", interrupted=True))
-    conversation = await stub.GetConversation(storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-a"))
+    conversation = await stub.GetConversation(
+        storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-a")
+    )
     assert [t.timestamp[-9:-8] for t in conversation.turns] == ["1", "2", "3"]
     assert conversation.turns[0].interrupted and not conversation.turns[1].interrupted
     assert conversation.turns[0].metadata_json == '{"latency_ms": {"voice_to_voice": 812.5}}'
@@ -104,13 +77,17 @@ async def test_list_orders_by_recent_activity_filters_and_limits(stub):
     await stub.SaveTurn(turn("conv-old", "2026-02-01T09:00:00.000000Z", session="s-old"))
     await stub.SaveTurn(turn("conv-new", "2026-02-01T11:00:00.000000Z", session="s-new", text="latest"))
     await stub.SaveTurn(turn("conv-old", "2026-02-01T10:00:00.000000Z", session="s-old"))
-    listed = (await stub.ListConversations(storage_pb2.ListConversationsRequest(user_id=USER, limit=500))).conversations
+    listed = (
+        await stub.ListConversations(storage_pb2.ListConversationsRequest(user_id=USER, limit=500))
+    ).conversations
     ids = [c.conversation_id for c in listed]
     assert ids.index("conv-new") < ids.index("conv-old")
     old = next(c for c in listed if c.conversation_id == "conv-old")
     assert (old.turn_count, old.first_timestamp) == (2, "2026-02-01T09:00:00.000000Z")
     assert next(c for c in listed if c.conversation_id == "conv-new").last_client_input == "latest"
-    only = await stub.ListConversations(storage_pb2.ListConversationsRequest(user_id=USER, session_id="s-old"))
+    only = await stub.ListConversations(
+        storage_pb2.ListConversationsRequest(user_id=USER, session_id="s-old")
+    )
     assert [c.conversation_id for c in only.conversations] == ["conv-old"]
     one = await stub.ListConversations(storage_pb2.ListConversationsRequest(user_id=USER, limit=1))
     assert len(one.conversations) == 1
@@ -118,8 +95,12 @@ async def test_list_orders_by_recent_activity_filters_and_limits(stub):
 
 async def test_summary(stub):
     await stub.SaveTurn(turn("conv-sum", "2026-03-01T10:00:00.000000Z"))
-    await stub.SaveSummary(storage_pb2.SaveSummaryRequest(user_id=USER, conversation_id="conv-sum", summary="A greeting."))
-    conversation = await stub.GetConversation(storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-sum"))
+    await stub.SaveSummary(
+        storage_pb2.SaveSummaryRequest(user_id=USER, conversation_id="conv-sum", summary="A greeting.")
+    )
+    conversation = await stub.GetConversation(
+        storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-sum")
+    )
     assert conversation.summary == "A greeting."
 
 
@@ -179,14 +160,26 @@ async def test_oversize_audio_is_refused_and_leaves_nothing(storage, stub):
             storage_pb2.GetConversationRequest(user_id=USER, conversation_id="nope"),
             grpc.StatusCode.NOT_FOUND,
         ),
-        ("GetSession", storage_pb2.GetSessionRequest(user_id=USER, session_id="nope"), grpc.StatusCode.NOT_FOUND),
+        (
+            "GetSession",
+            storage_pb2.GetSessionRequest(user_id=USER, session_id="nope"),
+            grpc.StatusCode.NOT_FOUND,
+        ),
         (
             "GetConversation",
             storage_pb2.GetConversationRequest(user_id=USER, conversation_id="a b"),
             grpc.StatusCode.INVALID_ARGUMENT,
         ),
-        ("SaveTurn", storage_pb2.Turn(user_id=USER, conversation_id="c", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT),
-        ("SaveTurn", storage_pb2.Turn(user_id=USER, timestamp="t", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            "SaveTurn",
+            storage_pb2.Turn(user_id=USER, conversation_id="c", session_id="s"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            "SaveTurn",
+            storage_pb2.Turn(user_id=USER, timestamp="t", session_id="s"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         ("SaveTurn", turn("c", "yesterday"), grpc.StatusCode.INVALID_ARGUMENT),
         (
             "SaveTurn",
@@ -230,7 +223,9 @@ async def test_data_survives_a_restart(storage, log_dir):
         if storage["backend"] == "fake":
             # In memory by design: a new process starts empty.
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.GetConversation(storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-durable"))
+                await stub.GetConversation(
+                    storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-durable")
+                )
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
             return
         conversation = await stub.GetConversation(

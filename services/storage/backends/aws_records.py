@@ -336,7 +336,20 @@ class DynamoConversationStore:
         if done is None:
             raise not_found_conversation(conversation_id)
 
-    async def _delete(self, conversation_id: str) -> tuple[int, tuple[str, ...]]:
+    async def _delete(self, header: dict[str, Any]) -> Deleted:
+        """The conversation's sessions, turns and header."""
+        conversation_id = header["conversation_id"]
+        deleted = Deleted(conversations=1)
+        for session_id in sorted(header.get("session_ids", ())):
+            gone = await conditional(
+                self.sessions.delete_item(
+                    Key={"session_id": session_id},
+                    ConditionExpression="user_id = :u",
+                    ExpressionAttributeValues={":u": header["user_id"]},
+                ),
+                "DynamoDB DeleteItem (sessions)",
+            )
+            deleted.sessions += gone is not None
         items = await self._items(conversation_id)
         with aws.aws_errors("DynamoDB DeleteItem (conversations)"):
             for i in items:
@@ -344,12 +357,11 @@ class DynamoConversationStore:
                     Key={"conversation_id": i["conversation_id"], "timestamp": i["timestamp"]}
                 )
         turns = [_turn(i) for i in items if i["timestamp"] != HEADER_SK]
-        return len(turns), turn_audio_keys(turns)
+        deleted.turns, deleted.audio_keys = len(turns), turn_audio_keys(turns)
+        return deleted
 
     async def delete_conversation(self, user_id: str, conversation_id: str) -> Deleted:
-        await self._header(user_id, conversation_id)
-        turns, keys = await self._delete(conversation_id)
-        return Deleted(conversations=1, turns=turns, audio_keys=keys)
+        return await self._delete(await self._header(user_id, conversation_id))
 
     async def delete_user(self, user_id: str) -> Deleted:
         from boto3.dynamodb.conditions import Key
@@ -357,14 +369,10 @@ class DynamoConversationStore:
         headers = await query_all(
             self.turns, IndexName=self.settings.user_index, KeyConditionExpression=Key("user_id").eq(user_id)
         )
-        deleted = Deleted(conversations=len(headers))
+        total = Deleted()
         for header in headers:
-            for session_id in sorted(header.get("session_ids", ())):
-                with aws.aws_errors("DynamoDB DeleteItem (sessions)"):
-                    gone = await self.sessions.delete_item(
-                        Key={"session_id": session_id}, ReturnValues="ALL_OLD"
-                    )
-                deleted.sessions += bool(gone.get("Attributes"))
-            turns, _ = await self._delete(header["conversation_id"])
-            deleted.turns += turns
-        return deleted
+            deleted = await self._delete(header)
+            total.conversations += 1
+            total.sessions += deleted.sessions
+            total.turns += deleted.turns
+        return total

@@ -183,8 +183,13 @@ class MemoryConversationStore:
         self.check("delete_conversation")
         found = self._owned(user_id, conversation_id)
         del self.conversations[conversation_id]
+        sessions = [s for s, v in self.sessions.items() if v.conversation_id == conversation_id]
+        for session_id in sessions:
+            del self.sessions[session_id]
         turns = list(found.turns.values())
-        return Deleted(conversations=1, turns=len(turns), audio_keys=turn_audio_keys(turns))
+        return Deleted(
+            conversations=1, turns=len(turns), sessions=len(sessions), audio_keys=turn_audio_keys(turns)
+        )
 
     async def delete_user(self, user_id: str) -> Deleted:
         self.check("delete_user")

@@ -93,14 +93,16 @@ def _owned_header(db: sqlite3.Connection, user_id: str, conversation_id: str) ->
     return row
 
 
-def _delete_conversation(db: sqlite3.Connection, conversation_id: str) -> tuple[int, tuple[str, ...]]:
+def _delete_conversation(db: sqlite3.Connection, conversation_id: str) -> Deleted:
+    """Its sessions, turns and header."""
     turns = [
         _turn(r)
         for r in db.execute("SELECT * FROM conversations WHERE conversation_id = ?", (conversation_id,))
     ]
     db.execute("DELETE FROM conversations WHERE conversation_id = ?", (conversation_id,))
     db.execute("DELETE FROM conversation_headers WHERE conversation_id = ?", (conversation_id,))
-    return len(turns), turn_audio_keys(turns)
+    sessions = db.execute("DELETE FROM sessions WHERE conversation_id = ?", (conversation_id,)).rowcount
+    return Deleted(conversations=1, turns=len(turns), sessions=sessions, audio_keys=turn_audio_keys(turns))
 
 
 class SQLiteConversationStore:
@@ -286,8 +288,7 @@ class SQLiteConversationStore:
 
         def delete(db: sqlite3.Connection) -> Deleted:
             _owned_header(db, user_id, conversation_id)
-            turns, keys = _delete_conversation(db, conversation_id)
-            return Deleted(conversations=1, turns=turns, audio_keys=keys)
+            return _delete_conversation(db, conversation_id)
 
         return await self.db.run(delete)
 
@@ -301,10 +302,11 @@ class SQLiteConversationStore:
                 )
             ]
             for conversation_id in ids:
-                turns, _ = _delete_conversation(db, conversation_id)
-                deleted.turns += turns
+                one = _delete_conversation(db, conversation_id)
+                deleted.turns += one.turns
+                deleted.sessions += one.sessions
             deleted.conversations = len(ids)
-            deleted.sessions = db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+            deleted.sessions += db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
             return deleted
 
         return await self.db.run(delete)
