@@ -20,16 +20,14 @@ from services.storage.backends.base import (
     Deleted,
     check_id,
     check_limit,
-    check_metadata,
-    check_turn,
-    check_user,
     decode_cursor,
     encode_cursor,
     not_found_conversation,
     not_found_session,
     now_iso,
-    retention_ttl,
+    session_record,
     turn_audio_keys,
+    turn_record,
 )
 
 HEADER_SK = "~header"  # "~" sorts after every ISO-8601 timestamp: the turns are a range before it
@@ -138,16 +136,7 @@ class DynamoConversationStore:
         return dict(item)
 
     async def save_session(self, session: storage_pb2.Session) -> storage_pb2.Session:
-        check_user(session.user_id)
-        check_id("session_id", session.session_id)
-        check_id("conversation_id", session.conversation_id)
-        check_metadata(session.metadata_json)
-        now = now_iso()
-        record = storage_pb2.Session()
-        record.CopyFrom(session)
-        record.created_at = record.created_at or now
-        record.updated_at = now
-        record.ttl = retention_ttl(record.ttl, self.retention_days)
+        record = session_record(session, now_iso(), self.retention_days)
         await self._claim(record.user_id, record.conversation_id, record.session_id, record.ttl)
         item: dict[str, Any] = {
             "session_id": record.session_id,
@@ -189,11 +178,7 @@ class DynamoConversationStore:
         )
 
     async def save_turn(self, turn: storage_pb2.Turn) -> storage_pb2.Turn:
-        check_user(turn.user_id)
-        check_turn(turn)
-        record = storage_pb2.Turn()
-        record.CopyFrom(turn)
-        record.ttl = retention_ttl(record.ttl, self.retention_days)
+        record = turn_record(turn, self.retention_days)
         await self._claim(record.user_id, record.conversation_id, record.session_id, record.ttl)
         item: dict[str, Any] = {
             "conversation_id": record.conversation_id,

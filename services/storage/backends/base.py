@@ -41,6 +41,32 @@ def check_turn(turn: storage_pb2.Turn) -> None:
             check_key(key)
 
 
+def session_record(
+    session: storage_pb2.Session, now: str, retention_days: int, now_s: float | None = None
+) -> storage_pb2.Session:
+    """What SaveSession stores and answers: checked, timed, with the retention ttl."""
+    check_user(session.user_id)
+    check_id("session_id", session.session_id)
+    check_id("conversation_id", session.conversation_id)
+    check_metadata(session.metadata_json)
+    record = storage_pb2.Session()
+    record.CopyFrom(session)
+    record.created_at = record.created_at or now
+    record.updated_at = now
+    record.ttl = retention_ttl(record.ttl, retention_days, now_s)
+    return record
+
+
+def turn_record(turn: storage_pb2.Turn, retention_days: int, now_s: float | None = None) -> storage_pb2.Turn:
+    """What SaveTurn stores and answers: checked, with the retention ttl."""
+    check_user(turn.user_id)
+    check_turn(turn)
+    record = storage_pb2.Turn()
+    record.CopyFrom(turn)
+    record.ttl = retention_ttl(record.ttl, retention_days, now_s)
+    return record
+
+
 def check_metadata(metadata_json: str) -> None:
     if not metadata_json:
         return

@@ -13,9 +13,7 @@ from services.storage.backends.base import (
     check_id,
     check_key_id,
     check_limit,
-    check_metadata,
     check_sha256,
-    check_turn,
     check_usage,
     check_user,
     decode_cursor,
@@ -24,8 +22,9 @@ from services.storage.backends.base import (
     new_key_record,
     not_found_conversation,
     not_found_session,
-    retention_ttl,
+    session_record,
     turn_audio_keys,
+    turn_record,
 )
 
 
@@ -47,9 +46,6 @@ class MemoryConversationStore:
         self.sessions: dict[str, storage_pb2.Session] = {}
         self.conversations: dict[str, MemoryConversation] = {}
 
-    def _ttl(self, ttl: int) -> int:
-        return retention_ttl(ttl, self.retention_days, self.now_s)
-
     def _claim(self, user_id: str, conversation_id: str) -> MemoryConversation:
         found = self.conversations.setdefault(conversation_id, MemoryConversation(user_id))
         if found.user_id != user_id:
@@ -65,20 +61,11 @@ class MemoryConversationStore:
 
     async def save_session(self, session: storage_pb2.Session) -> storage_pb2.Session:
         self.check("save_session")
-        check_user(session.user_id)
-        check_id("session_id", session.session_id)
-        check_id("conversation_id", session.conversation_id)
-        check_metadata(session.metadata_json)
+        record = session_record(session, self.clock(), self.retention_days, self.now_s)
         previous = self.sessions.get(session.session_id)
         if previous is not None and previous.user_id != session.user_id:
             raise not_found_session(session.session_id)
         self._claim(session.user_id, session.conversation_id)
-        now = self.clock()
-        record = storage_pb2.Session()
-        record.CopyFrom(session)
-        record.created_at = record.created_at or now
-        record.updated_at = now
-        record.ttl = self._ttl(record.ttl)
         stored = storage_pb2.Session()
         stored.CopyFrom(record)
         stored.metadata_json = stored.metadata_json or "{}"
@@ -100,8 +87,7 @@ class MemoryConversationStore:
 
     async def save_turn(self, turn: storage_pb2.Turn) -> storage_pb2.Turn:
         self.check("save_turn")
-        check_user(turn.user_id)
-        check_turn(turn)
+        record = turn_record(turn, self.retention_days, self.now_s)
         conversation = self._claim(turn.user_id, turn.conversation_id)
         existing = conversation.turns.get(turn.timestamp)
         if existing is not None and existing.turn_id != turn.turn_id:
@@ -110,14 +96,10 @@ class MemoryConversationStore:
                 f"at {turn.timestamp}"
             )
         stored = storage_pb2.Turn()
-        stored.CopyFrom(turn)
-        stored.ttl = self._ttl(stored.ttl)
+        stored.CopyFrom(record)
         stored.metadata_json = stored.metadata_json or "{}"
         conversation.turns[turn.timestamp] = stored
-        saved = storage_pb2.Turn()
-        saved.CopyFrom(stored)
-        saved.metadata_json = turn.metadata_json
-        return saved
+        return record
 
     async def get_conversation(self, user_id: str, conversation_id: str) -> storage_pb2.Conversation:
         self.check("get_conversation")

@@ -13,9 +13,7 @@ from services.storage.backends.base import (
     check_id,
     check_key_id,
     check_limit,
-    check_metadata,
     check_sha256,
-    check_turn,
     check_usage,
     check_user,
     decode_cursor,
@@ -26,7 +24,9 @@ from services.storage.backends.base import (
     not_found_session,
     now_iso,
     retention_ttl,
+    session_record,
     turn_audio_keys,
+    turn_record,
 )
 from services.storage.backends.local_db import Database
 
@@ -111,16 +111,7 @@ class SQLiteConversationStore:
         self.retention_days = retention_days
 
     async def save_session(self, session: storage_pb2.Session) -> storage_pb2.Session:
-        check_user(session.user_id)
-        check_id("session_id", session.session_id)
-        check_id("conversation_id", session.conversation_id)
-        check_metadata(session.metadata_json)
-        now = now_iso()
-        record = storage_pb2.Session()
-        record.CopyFrom(session)
-        record.created_at = record.created_at or now
-        record.updated_at = now
-        record.ttl = retention_ttl(record.ttl, self.retention_days)
+        record = session_record(session, now_iso(), self.retention_days)
 
         def save(db: sqlite3.Connection) -> None:
             owner = db.execute(
@@ -168,11 +159,7 @@ class SQLiteConversationStore:
         )
 
     async def save_turn(self, turn: storage_pb2.Turn) -> storage_pb2.Turn:
-        check_user(turn.user_id)
-        check_turn(turn)
-        record = storage_pb2.Turn()
-        record.CopyFrom(turn)
-        record.ttl = retention_ttl(record.ttl, self.retention_days)
+        record = turn_record(turn, self.retention_days)
         values = (
             record.conversation_id,
             record.timestamp,
