@@ -24,7 +24,8 @@ from services.common.config import load_settings
 from services.common.errors import InvalidArgument
 from services.storage.backends.base import check_key, check_user, not_found_audio, now_iso, retention_ttl
 from services.storage.backends.local_db import Database
-from services.storage.backends.local_records import SQLiteConversationStore, SQLiteUserStore, refresh_header
+from services.storage.backends.local_records import SQLiteConversationStore, refresh_header
+from services.storage.backends.local_users import SQLiteUserStore
 from services.storage.config import StorageSettings
 
 log = logging.getLogger("echo.storage.local")
