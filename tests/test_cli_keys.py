@@ -122,3 +122,40 @@ def test_help_names_the_commands() -> None:
     create = cli("unused", "keys", "create", "--help")
     assert create.returncode == 0 and "--user" in create.stdout and "--label" in create.stdout
     assert "--yes" in cli("unused", "users", "delete", "--help").stdout
+
+
+def test_users_delete_asks_on_a_terminal(storage_addr) -> None:
+    import pty
+
+    user = "asked"
+    turn = storage_pb2.Turn(
+        user_id=user,
+        conversation_id="asked-c",
+        session_id="asked-s",
+        turn_id="t1",
+        timestamp="2026-01-01T10:00:00.000000Z",
+    )
+    stub_call(storage_addr, "SaveTurn", turn)
+    request = storage_pb2.GetConversationRequest(user_id=user, conversation_id="asked-c")
+
+    def on_a_terminal(answer: str) -> subprocess.CompletedProcess[str]:
+        controller, terminal = pty.openpty()
+        try:
+            os.write(controller, answer.encode())
+            return subprocess.run(
+                [sys.executable, "-m", "echo_voice.cli", "users", "delete", user],
+                env={**os.environ, "ECHO_STORAGE_ADDR": storage_addr},
+                stdin=terminal,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            os.close(controller)
+            os.close(terminal)
+
+    declined = on_a_terminal("n\n")
+    assert declined.returncode == 1 and "[y/N]" in declined.stdout and "nothing deleted" in declined.stdout
+    assert stub_call(storage_addr, "GetConversation", request).turns
+    confirmed = on_a_terminal("y\n")
+    assert confirmed.returncode == 0 and f"deleted user {user}: 1 conversations" in confirmed.stdout
