@@ -40,10 +40,13 @@ AWS_CALLERS: dict[str, tuple[list[str], list[str], dict[str, str]]] = {
             "services/storage/backends/aws.py",
             "services/storage/backends/aws_records.py",
             "services/storage/backends/aws_users.py",
+            "services/storage/backends/aws_dynamo.py",
         ],
         ["dynamodb", "s3"],
         {
             "load": "dynamodb:DescribeTable",  # boto3's Table.load()
+            # A transaction is authorised as its parts: a Put and an Update of the conversations table.
+            "transact_write_items": "dynamodb:PutItem",
             "head_bucket": "s3:ListBucket",  # HeadBucket is authorised as ListBucket
             "head_object": "s3:GetObject",  # HeadObject is authorised as GetObject
             "list_objects_v2": "s3:ListBucket",

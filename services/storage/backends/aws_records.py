@@ -8,14 +8,12 @@ any turn has last_timestamp NO_TURNS, which sorts last and is filtered out of li
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable
-from decimal import Decimal
 from typing import Any
 
 from echo.v1 import storage_pb2
 from services.common import aws
 from services.common.errors import AlreadyExists
+from services.storage.backends.aws_dynamo import TTL, conditional, from_json, query_all, to_json
 from services.storage.backends.base import (
     Deleted,
     check_id,
@@ -32,16 +30,6 @@ from services.storage.backends.base import (
 
 HEADER_SK = "~header"  # "~" sorts after every ISO-8601 timestamp: the turns are a range before it
 NO_TURNS = "0"
-TTL = {"#ttl": "ttl"}  # TTL is a DynamoDB reserved word
-
-
-def from_json(metadata_json: str) -> dict[str, Any]:
-    # DynamoDB numbers are Decimals; floats would be refused.
-    return dict(json.loads(metadata_json or "{}", parse_float=Decimal))
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value or {}, default=lambda d: float(d) if isinstance(d, Decimal) else str(d))
 
 
 def _turn(item: dict[str, Any]) -> storage_pb2.Turn:
@@ -59,31 +47,6 @@ def _turn(item: dict[str, Any]) -> storage_pb2.Turn:
         interrupted=bool(item.get("interrupted", False)),
         user_id=item.get("user_id", ""),
     )
-
-
-async def conditional(call: Awaitable[Any], operation: str) -> Any | None:
-    """The call's answer, or None when its ConditionExpression did not hold."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return await call
-    except ClientError as e:
-        if aws.error_code(e) == "ConditionalCheckFailedException":
-            return None
-        raise aws.map_error(e, operation) from e
-    except Exception as e:
-        raise aws.map_error(e, operation) from e
-
-
-async def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    with aws.aws_errors("DynamoDB Query"):
-        while True:
-            page = await table.query(**kwargs)
-            items += page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 class DynamoConversationStore:
@@ -196,24 +159,21 @@ class DynamoConversationStore:
         if record.ttl:
             item["ttl"] = record.ttl
         # A retried save of the same turn replaces it; another turn may not take its key over.
-        saved = await conditional(
-            self.turns.put_item(
-                Item=item,
-                ConditionExpression="attribute_not_exists(conversation_id) OR turn_id = :turn_id",
-                ExpressionAttributeValues={":turn_id": record.turn_id},
-                ReturnValues="ALL_OLD",
-            ),
-            "DynamoDB PutItem (conversations)",
-        )
-        if saved is None:
-            raise AlreadyExists(
-                f"conversation {record.conversation_id!r} has another turn at {record.timestamp}"
-            )
         key = self._key(record.conversation_id)
-        if not saved.get("Attributes"):  # a new turn, not a retry: count it once
-            with aws.aws_errors("DynamoDB UpdateItem (conversation header)"):
-                await self.turns.update_item(
-                    Key=key, UpdateExpression="ADD turn_count :one", ExpressionAttributeValues={":one": 1}
+        if not await self._put_new_turn(item, key):
+            # Already there: a retry of the same turn replaces it (uncounted); another turn may not
+            # take its key over.
+            saved = await conditional(
+                self.turns.put_item(
+                    Item=item,
+                    ConditionExpression="turn_id = :turn_id",
+                    ExpressionAttributeValues={":turn_id": record.turn_id},
+                ),
+                "DynamoDB PutItem (conversations)",
+            )
+            if saved is None:
+                raise AlreadyExists(
+                    f"conversation {record.conversation_id!r} has another turn at {record.timestamp}"
                 )
         # Turns may arrive out of order: each bound moves only outwards (a no-op when it holds).
         ts = record.timestamp
@@ -236,6 +196,47 @@ class DynamoConversationStore:
             "DynamoDB UpdateItem (conversation header)",
         )
         return record
+
+    async def _put_new_turn(self, item: dict[str, Any], header: dict[str, str]) -> bool:
+        """Writes a turn that is not stored yet and counts it in its header, in one transaction (so
+        the count is exact even when a save fails half way); False when the turn is already there."""
+        from botocore.exceptions import ClientError
+
+        table = self.settings.table_conversations
+        try:
+            # The resource's client takes plain Python values, as the Table methods do.
+            await self.turns.meta.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": table,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(conversation_id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": table,
+                            "Key": header,
+                            "UpdateExpression": "ADD turn_count :one",
+                            "ConditionExpression": "user_id = :u",
+                            "ExpressionAttributeValues": {":one": 1, ":u": item["user_id"]},
+                        }
+                    },
+                ]
+            )
+        except ClientError as e:
+            reasons = [r.get("Code") for r in e.response.get("CancellationReasons", [])]
+            if aws.error_code(e) == "TransactionCanceledException" and reasons[:1] == [
+                "ConditionalCheckFailed"
+            ]:
+                return False
+            if aws.error_code(e) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+                raise not_found_conversation(item["conversation_id"]) from None
+            raise aws.map_error(e, "DynamoDB TransactWriteItems (turn + header)") from e
+        except Exception as e:
+            raise aws.map_error(e, "DynamoDB TransactWriteItems (turn + header)") from e
+        return True
 
     async def _items(self, conversation_id: str) -> list[dict[str, Any]]:
         from boto3.dynamodb.conditions import Key

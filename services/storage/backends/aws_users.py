@@ -15,7 +15,7 @@ from typing import Any
 from echo.v1 import storage_pb2
 from services.common import aws
 from services.common.errors import AlreadyExists, NotFound
-from services.storage.backends.aws_records import TTL, conditional, query_all
+from services.storage.backends.aws_dynamo import TTL, conditional, query_all
 from services.storage.backends.base import (
     check_day,
     check_key_id,
