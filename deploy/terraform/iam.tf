@@ -123,7 +123,8 @@ data "aws_iam_policy_document" "tts_task" {
 
 # storage (services/storage/backends/aws*.py): its three tables and their indexes, the audio bucket,
 # and the key that encrypts them. Exactly the calls the backend makes: GetItem/PutItem/UpdateItem/
-# DeleteItem/Query and DescribeTable (Table.load at start), never Scan: a user's conversations are a
+# DeleteItem/Query, TransactWriteItems (a new turn with its header's count: authorised as that PutItem
+# and UpdateItem) and DescribeTable (Table.load at start), never Scan: a user's conversations are a
 # Query on the user index, keys a Query on the key-hash index; Put/Get/Head/DeleteObject (HeadObject
 # and presigned GetObject URLs are authorised as GetObject), ListObjectsV2 and HeadBucket (as
 # ListBucket); SSE-KMS data keys. `echo-voice aws init` (table/bucket creation) is an operator command;
