@@ -6,11 +6,19 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import grpc
 
 DEFAULT_URL = "ws://127.0.0.1:8080/v1/voice"
+DEFAULT_STORAGE_ADDR = "127.0.0.1:50054"  # the gateway's storage_addr default (ECHO_STORAGE_ADDR)
+STORAGE_TIMEOUT_S = 10.0
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -189,6 +197,127 @@ def _aws(args: argparse.Namespace) -> int:
     return 0
 
 
+def storage_channel(address: str) -> grpc.Channel:
+    """The one place the CLI opens its channel to the storage service (credentials go here)."""
+    import grpc
+
+    return grpc.insecure_channel(address)
+
+
+def _storage_call(method: str, request: object) -> Any:
+    """One storage RPC; a refusal becomes a one-line error (StorageCallError)."""
+    import grpc
+
+    from echo.v1 import storage_pb2_grpc
+
+    address = os.environ.get("ECHO_STORAGE_ADDR", DEFAULT_STORAGE_ADDR)
+    with storage_channel(address) as channel:
+        try:
+            return getattr(storage_pb2_grpc.StorageStub(channel), method)(request, timeout=STORAGE_TIMEOUT_S)
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise StorageCallError(
+                    f"cannot reach the storage service at {address} ({code.name.lower()}): is "
+                    "`echo-voice run` (or `echo-voice serve storage`) up? ECHO_STORAGE_ADDR names it"
+                ) from None
+            raise StorageCallError(f"{details} ({code.name})") from None
+
+
+class StorageCallError(Exception):
+    pass
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from echo.v1 import storage_pb2
+    from services.common import apikeys
+
+    if args.action == "create":
+        key, key_id, key_sha256 = apikeys.generate(args.user)
+        created = _storage_call(
+            "CreateApiKey",
+            storage_pb2.ApiKey(key_id=key_id, user_id=args.user, key_sha256=key_sha256, label=args.label),
+        )
+        print(f"key:     {key}")
+        print(f"key id:  {key_id}  (user {args.user}, created {created.created_at})")
+        print("This key will not be shown again: store it now. Echo keeps only its sha256.")
+        return 0
+    if args.action == "list":
+        listed = _storage_call("ListApiKeys", storage_pb2.ListApiKeysRequest(user_id=args.user or ""))
+        keys = listed.keys
+        if not keys:
+            print("no API keys" + (f" for user {args.user}" if args.user else ""))
+        for k in keys:
+            state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+            print(f"{k.key_id}  {k.user_id:<20} {state:<36} created {k.created_at}  {k.label}".rstrip())
+        return 0
+    revoked = _storage_call("RevokeApiKey", storage_pb2.RevokeApiKeyRequest(key_id=args.key_id))
+    print(f"revoked {revoked.key_id} (user {revoked.user_id}) at {revoked.revoked_at}")
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    from echo.v1 import storage_pb2
+
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("error: not on a terminal: pass --yes to delete without asking", file=sys.stderr)
+            return 2
+        answer = input(
+            f"Delete every conversation, recording, API key and usage record of {args.name!r}? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    result = _storage_call("DeleteUser", storage_pb2.DeleteUserRequest(user_id=args.name))
+    r = result
+    print(
+        f"deleted user {args.name}: {r.conversations} conversations, {r.turns} turns, "
+        f"{r.audio_objects} audio objects, {r.sessions} sessions, {r.api_keys} API keys"
+    )
+    return 0
+
+
+def _storage_command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except StorageCallError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _add_admin_commands(sub: Any) -> None:
+    where = f"Talks to the storage service at ECHO_STORAGE_ADDR (default {DEFAULT_STORAGE_ADDR})."
+    keys_p = sub.add_parser(
+        "keys",
+        help="create, list or revoke API keys (the bearer tokens of the gateway)",
+        description="API keys are stored as their sha256 only: `keys create` prints the key once. " + where,
+    )
+    keys_sub = keys_p.add_subparsers(dest="action", required=True)
+    create_p = keys_sub.add_parser("create", help="make a key for a user and print it (once)")
+    create_p.add_argument("--user", required=True, help="the user the key signs in as")
+    create_p.add_argument("--label", default="", help="a note to tell keys apart, e.g. 'laptop'")
+    list_p = keys_sub.add_parser("list", help="list keys (ids, users, labels, state; never the keys)")
+    list_p.add_argument("--user", help="only this user's keys (default: every user's)")
+    revoke_p = keys_sub.add_parser("revoke", help="revoke a key by its id; it stops working at once")
+    revoke_p.add_argument("key_id", help="the key's id, k_ and 12 hex digits (see `keys list`)")
+    keys_p.set_defaults(func=_storage_command(_keys))
+
+    users_p = sub.add_parser(
+        "users",
+        help="`users delete NAME`: remove everything of one user",
+        description="Removes the user's sessions, conversations, turns, audio, API keys and usage. " + where,
+    )
+    users_sub = users_p.add_subparsers(dest="action", required=True)
+    delete_p = users_sub.add_parser("delete", help="remove everything of one user (asks first)")
+    delete_p.add_argument("name", help="the user id")
+    delete_p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    users_p.set_defaults(func=_storage_command(_users))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="echo-voice",
@@ -232,11 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     aws_p = sub.add_parser(
         "aws",
         help="AWS helpers: `aws init` creates the DynamoDB tables and S3 bucket (idempotent)",
-        description="Uses AWS_REGION, DYNAMODB_TABLE_CONVERSATIONS, DYNAMODB_TABLE_SESSIONS, S3_BUCKET_AUDIO "
-        "and the SDK's usual credentials and endpoint variables.",
+        description="Uses AWS_REGION, DYNAMODB_TABLE_CONVERSATIONS, DYNAMODB_TABLE_SESSIONS, "
+        "DYNAMODB_TABLE_USERS, S3_BUCKET_AUDIO and the SDK's usual credentials and endpoint variables.",
     )
     aws_p.add_argument("action", choices=["init"])
     aws_p.set_defaults(func=_aws)
+    _add_admin_commands(sub)
     return parser
 
 

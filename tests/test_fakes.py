@@ -216,9 +216,13 @@ def test_storage_fail_next_injects_an_outage_then_recovers() -> None:
     backend = FakeStorageBackend(StorageSettings(), FakeStorageSettings())
     servicer = StorageServicer(backend, max_audio_bytes=1024)
     turn = storage_pb2.Turn(
-        conversation_id="c1", session_id="s1", timestamp="2026-01-01T10:00:00.000000Z", turn_id="t1"
+        user_id="u1",
+        conversation_id="c1",
+        session_id="s1",
+        timestamp="2026-01-01T10:00:00.000000Z",
+        turn_id="t1",
     )
-    session = storage_pb2.Session(session_id="s1", conversation_id="c1")
+    session = storage_pb2.Session(user_id="u1", session_id="s1", conversation_id="c1")
 
     async def scenario() -> list[grpc.StatusCode | None]:
         backend.fail_next(2, methods={"save_turn"})
@@ -234,10 +238,12 @@ def test_storage_fail_next_injects_an_outage_then_recovers() -> None:
         backend.fail_next(1, ResourceExhausted("throttled"))
         context = Context()
         with pytest.raises(grpc.aio.AbortError):
-            await servicer.GetConversation(storage_pb2.GetConversationRequest(conversation_id="c1"), context)
+            await servicer.GetConversation(
+                storage_pb2.GetConversationRequest(user_id="u1", conversation_id="c1"), context
+            )
         codes.append(context.code)
         conversation = await servicer.GetConversation(
-            storage_pb2.GetConversationRequest(conversation_id="c1"), Context()
+            storage_pb2.GetConversationRequest(user_id="u1", conversation_id="c1"), Context()
         )
         assert [t.turn_id for t in conversation.turns] == ["t1"]
         return codes
@@ -255,12 +261,12 @@ def test_storage_fail_next_injects_an_outage_then_recovers() -> None:
 def test_storage_times_come_from_a_logical_clock() -> None:
     def saved_times() -> list[tuple[str, str]]:
         backend = FakeStorageBackend(StorageSettings(), FakeStorageSettings())
-        session = storage_pb2.Session(session_id="s1", conversation_id="c1")
+        session = storage_pb2.Session(user_id="u1", session_id="s1", conversation_id="c1")
 
         async def save_twice() -> list[tuple[str, str]]:
             first = await backend.conversations.save_session(session)
             await backend.conversations.save_session(session)
-            again = await backend.conversations.get_session("s1")
+            again = await backend.conversations.get_session("u1", "s1")
             return [(first.created_at, first.updated_at), (again.created_at, again.updated_at)]
 
         return run_virtual(save_twice())

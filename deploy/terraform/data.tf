@@ -23,11 +23,30 @@ resource "aws_dynamodb_table" "conversations" {
     type = "S"
   }
 
+  attribute {
+    name = "user_id"
+    type = "S"
+  }
+
+  attribute {
+    name = "last_timestamp"
+    type = "S"
+  }
+
   # A session's turns in time order.
   global_secondary_index {
     name            = "session_id-timestamp-index"
     hash_key        = "session_id"
     range_key       = "timestamp"
+    projection_type = "ALL"
+  }
+
+  # A user's conversations, most recently active first: only the header item of each conversation
+  # (services/storage/backends/aws_records.py) has last_timestamp, so the index holds nothing else.
+  global_secondary_index {
+    name            = "user_id-last_timestamp-index"
+    hash_key        = "user_id"
+    range_key       = "last_timestamp"
     projection_type = "ALL"
   }
 
@@ -72,8 +91,56 @@ resource "aws_dynamodb_table" "sessions" {
   }
 }
 
+# API keys (by sha256, never the key) and daily usage per user (services/storage/backends/aws_users.py).
+resource "aws_dynamodb_table" "users" {
+  name                        = "${var.project}-users-${var.environment}"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+
+  attribute {
+    name = "key_sha256"
+    type = "S"
+  }
+
+  # The gateway's authentication: an API key by the hash of the bearer token.
+  global_secondary_index {
+    name            = "key_sha256-index"
+    hash_key        = "key_sha256"
+    projection_type = "ALL"
+  }
+
+  # Usage items expire with the retention; key items carry no ttl.
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.main.arn
+  }
+}
+
 # ---------------------------------------------------------------------------------------------------
-# Audio bucket: private, SSE-KMS, versioned, TLS only, to Standard-IA then expired.
+# Audio bucket: private, SSE-KMS, versioned, TLS only; expired after the retention (the objects are
+# not DynamoDB items: this lifecycle rule, not TTL, is what removes them), to Standard-IA first when
+# they live long enough for it.
 # ---------------------------------------------------------------------------------------------------
 resource "aws_s3_bucket" "audio" {
   bucket = "${local.name}-audio-${local.account_id}"
@@ -120,13 +187,20 @@ resource "aws_s3_bucket_lifecycle_configuration" "audio" {
     status = "Enabled"
     filter {}
 
-    transition {
-      days          = var.audio_ia_after_days
-      storage_class = "STANDARD_IA"
+    dynamic "transition" {
+      for_each = var.retention_days == 0 || var.retention_days > var.audio_ia_after_days ? [1] : []
+      content {
+        days          = var.audio_ia_after_days
+        storage_class = "STANDARD_IA"
+      }
     }
 
-    expiration {
-      days = var.audio_expire_after_days
+    # The same retention as the records' DynamoDB TTL (ECHO_STORAGE_RETENTION_DAYS); 0 keeps audio.
+    dynamic "expiration" {
+      for_each = var.retention_days > 0 ? [1] : []
+      content {
+        days = var.retention_days
+      }
     }
 
     noncurrent_version_expiration {
@@ -139,13 +213,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "audio" {
   }
 
   depends_on = [aws_s3_bucket_versioning.audio]
-
-  lifecycle {
-    precondition {
-      condition     = var.audio_expire_after_days > var.audio_ia_after_days
-      error_message = "audio_expire_after_days must be later than audio_ia_after_days (S3 rejects an expiry before the transition)."
-    }
-  }
 }
 
 resource "aws_s3_bucket_logging" "audio" {

@@ -121,47 +121,49 @@ data "aws_iam_policy_document" "tts_task" {
   }
 }
 
-# storage (services/storage/backends/aws.py): its two tables (and the session index), the audio bucket,
-# and the key that encrypts them. Exactly the calls the backend makes: PutItem/GetItem/Query, Scan (an
-# unfiltered ListConversations), DescribeTable (Table.load at start); PutObject/GetObject (and presigned
-# GetObject URLs, signed with this role), HeadBucket (authorised as ListBucket); SSE-KMS data keys.
-# `echo-voice aws init` (table/bucket creation) is an operator command; Terraform creates these here.
+# storage (services/storage/backends/aws*.py): its three tables and their indexes, the audio bucket,
+# and the key that encrypts them. Exactly the calls the backend makes: GetItem/PutItem/UpdateItem/
+# DeleteItem/Query, TransactWriteItems (a new turn with its header's count: authorised as that PutItem
+# and UpdateItem) and DescribeTable (Table.load at start), never Scan: a user's conversations are a
+# Query on the user index, keys a Query on the key-hash index; Put/Get/Head/DeleteObject (HeadObject
+# and presigned GetObject URLs are authorised as GetObject), ListObjectsV2 and HeadBucket (as
+# ListBucket); SSE-KMS data keys. `echo-voice aws init` (table/bucket creation) is an operator command;
+# Terraform creates these here.
 data "aws_iam_policy_document" "storage_task" {
   statement {
-    sid = "ConversationsTable"
-    actions = [
-      "dynamodb:PutItem",
-      "dynamodb:Query",
-      "dynamodb:Scan",
-      "dynamodb:DescribeTable",
-    ]
-    resources = [aws_dynamodb_table.conversations.arn]
-  }
-
-  statement {
-    sid       = "SessionIndex"
-    actions   = ["dynamodb:Query"]
-    resources = ["${aws_dynamodb_table.conversations.arn}/index/*"]
-  }
-
-  statement {
-    sid = "SessionsTable"
+    sid = "Tables"
     actions = [
       "dynamodb:GetItem",
       "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:Query",
       "dynamodb:DescribeTable",
     ]
-    resources = [aws_dynamodb_table.sessions.arn]
+    resources = [
+      aws_dynamodb_table.conversations.arn,
+      aws_dynamodb_table.sessions.arn,
+      aws_dynamodb_table.users.arn,
+    ]
+  }
+
+  statement {
+    sid     = "Indexes"
+    actions = ["dynamodb:Query"]
+    resources = [
+      "${aws_dynamodb_table.conversations.arn}/index/*",
+      "${aws_dynamodb_table.users.arn}/index/*",
+    ]
   }
 
   statement {
     sid       = "AudioObjects"
-    actions   = ["s3:GetObject", "s3:PutObject"]
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.audio.arn}/*"]
   }
 
   statement {
-    sid       = "AudioBucketHead"
+    sid       = "AudioBucketList"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.audio.arn]
   }

@@ -271,7 +271,9 @@ module "storage" {
     AWS_REGION                   = var.aws_region
     DYNAMODB_TABLE_CONVERSATIONS = aws_dynamodb_table.conversations.name
     DYNAMODB_TABLE_SESSIONS      = aws_dynamodb_table.sessions.name
+    DYNAMODB_TABLE_USERS         = aws_dynamodb_table.users.name
     S3_BUCKET_AUDIO              = aws_s3_bucket.audio.bucket
+    ECHO_STORAGE_RETENTION_DAYS  = tostring(var.retention_days)
     # SSE-KMS with Echo's key on every object the service writes (the backend's default is SSE-S3, and a
     # PutObject that names an algorithm overrides the bucket's KMS default).
     ECHO_STORAGE_S3_ENCRYPTION = "aws:kms"

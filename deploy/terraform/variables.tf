@@ -253,7 +253,7 @@ variable "polly_engine" {
 # Data, logs, telemetry
 # ---------------------------------------------------------------------------------------------------
 variable "audio_ia_after_days" {
-  description = "Move stored audio to S3 Standard-IA after this many days (S3 allows no Standard-IA transition before day 30)."
+  description = "Move stored audio to S3 Standard-IA after this many days (S3 allows no Standard-IA transition before day 30); only when retention_days keeps audio longer."
   type        = number
   default     = 30
 
@@ -263,10 +263,15 @@ variable "audio_ia_after_days" {
   }
 }
 
-variable "audio_expire_after_days" {
-  description = "Delete stored audio after this many days (later than audio_ia_after_days)."
+variable "retention_days" {
+  description = "Stored conversations, sessions, usage and audio expire this many days after they are written (DynamoDB TTL for records, the bucket's lifecycle rule for audio); 0 keeps them."
   type        = number
-  default     = 365
+  default     = 30
+
+  validation {
+    condition     = var.retention_days >= 0 && floor(var.retention_days) == var.retention_days
+    error_message = "retention_days must be a whole number of days, 0 or more."
+  }
 }
 
 variable "deletion_protection" {

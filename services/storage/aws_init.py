@@ -16,8 +16,7 @@ from services.storage.backends.aws import AwsStorageSettings, check_s3_encryptio
 
 TTL_ATTRIBUTE = "ttl"
 LIFECYCLE_RULE = "audio-to-infrequent-access-then-expire"
-AUDIO_INFREQUENT_DAYS = 30
-AUDIO_EXPIRE_DAYS = 365
+AUDIO_INFREQUENT_DAYS = 30  # S3's earliest Standard-IA transition
 
 
 async def _table(
@@ -65,11 +64,34 @@ async def _table(
         say(f"table {name}: TTL on '{TTL_ATTRIBUTE}' enabled")
 
 
+def _index(name: str, hash_key: str, range_key: str = "") -> dict[str, Any]:
+    schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    if range_key:
+        schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+    return {"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
+
+
 def _not_implemented(error: Exception) -> bool:
     return aws.error_code(error) in ("NotImplemented", "NotImplementedException")
 
 
-async def _bucket(s3: Any, settings: AwsStorageSettings, region: str, say: Callable[[str], None]) -> None:
+def _lifecycle(retention_days: int) -> tuple[dict[str, Any], str]:
+    """The audio rule: expire after the retention (S3 objects expire by this rule, not by DynamoDB TTL),
+    and Standard-IA first only for audio kept longer than S3's 30-day minimum for it."""
+    rule: dict[str, Any] = {"ID": LIFECYCLE_RULE, "Status": "Enabled", "Filter": {"Prefix": ""}}
+    said = []
+    if retention_days == 0 or retention_days > AUDIO_INFREQUENT_DAYS:
+        rule["Transitions"] = [{"Days": AUDIO_INFREQUENT_DAYS, "StorageClass": "STANDARD_IA"}]
+        said.append(f"Standard-IA after {AUDIO_INFREQUENT_DAYS} days")
+    if retention_days > 0:
+        rule["Expiration"] = {"Days": retention_days}
+        said.append(f"expire after {retention_days} (ECHO_STORAGE_RETENTION_DAYS)")
+    return rule, ", ".join(said)
+
+
+async def _bucket(
+    s3: Any, settings: AwsStorageSettings, region: str, retention_days: int, say: Callable[[str], None]
+) -> None:
     from botocore.exceptions import ClientError
 
     name = settings.bucket
@@ -110,32 +132,28 @@ async def _bucket(s3: Any, settings: AwsStorageSettings, region: str, say: Calla
         if not _not_implemented(e):
             raise
         say(f"bucket {name}: WARNING this endpoint has no public access block; keep the bucket private")
-    expire: dict[str, Any] = {
-        "ID": LIFECYCLE_RULE,
-        "Status": "Enabled",
-        "Filter": {"Prefix": ""},
-        "Expiration": {"Days": AUDIO_EXPIRE_DAYS},
-    }
+    rule, said = _lifecycle(retention_days)
     try:
-        transitions = [{"Days": AUDIO_INFREQUENT_DAYS, "StorageClass": "STANDARD_IA"}]
-        await s3.put_bucket_lifecycle_configuration(
-            Bucket=name, LifecycleConfiguration={"Rules": [expire | {"Transitions": transitions}]}
-        )
-        say(
-            f"bucket {name}: lifecycle: Standard-IA after {AUDIO_INFREQUENT_DAYS} days, "
-            f"expire after {AUDIO_EXPIRE_DAYS}"
-        )
+        await s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [rule]})
+        say(f"bucket {name}: lifecycle: {said}")
     except ClientError as e:
-        if not _not_implemented(e):
+        if not _not_implemented(e) or "Transitions" not in rule or "Expiration" not in rule:
             raise
-        await s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [expire]})
+        del rule["Transitions"]
+        await s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [rule]})
         say(
-            f"bucket {name}: lifecycle: expire after {AUDIO_EXPIRE_DAYS} days "
+            f"bucket {name}: lifecycle: expire after {retention_days} days "
             "(this endpoint has no storage-class transitions)"
         )
 
 
-async def init(settings: AwsStorageSettings, say: Callable[[str], None] = print) -> None:
+async def init(
+    settings: AwsStorageSettings, say: Callable[[str], None] = print, retention_days: int | None = None
+) -> None:
+    if retention_days is None:
+        from services.storage import config
+
+        retention_days = config.load().retention_days
     try:
         check_s3_encryption(settings)
     except ConfigError as e:  # the command reports service errors as "error: ..." (no traceback)
@@ -149,16 +167,18 @@ async def init(settings: AwsStorageSettings, say: Callable[[str], None] = print)
                 [("conversation_id", "HASH"), ("timestamp", "RANGE")],
                 say,
                 GlobalSecondaryIndexes=[
-                    {
-                        "IndexName": settings.session_index,
-                        "KeySchema": [
-                            {"AttributeName": "session_id", "KeyType": "HASH"},
-                            {"AttributeName": "timestamp", "KeyType": "RANGE"},
-                        ],
-                        "Projection": {"ProjectionType": "ALL"},
-                    }
+                    _index(settings.session_index, "session_id", "timestamp"),
+                    # A user's conversations by last activity: only header items have last_timestamp.
+                    _index(settings.user_index, "user_id", "last_timestamp"),
                 ],
             )
             await _table(ddb, settings.table_sessions, [("session_id", "HASH")], say)
+            await _table(
+                ddb,
+                settings.table_users,
+                [("pk", "HASH"), ("sk", "RANGE")],
+                say,
+                GlobalSecondaryIndexes=[_index(settings.key_index, "key_sha256")],
+            )
         async with aws.client("s3", region) as s3:
-            await _bucket(s3, settings, region, say)
+            await _bucket(s3, settings, region, retention_days, say)

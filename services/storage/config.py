@@ -21,6 +21,16 @@ class StorageSettings:
     port: int = field(default=50054, metadata={"help": "gRPC port"})
     max_audio_bytes: int = field(default=50 * 1024 * 1024, metadata={"help": "largest audio object"})
     presign_seconds: int = field(default=900, metadata={"help": "lifetime of presigned audio URLs"})
+    retention_days: int = field(
+        default=30,
+        metadata={
+            "help": "records (sessions, turns, conversations, usage) expire this many days after they "
+            "are written, by DynamoDB TTL or the local sweep; 0 keeps them forever"
+        },
+    )
+    sweep_interval_s: float = field(
+        default=3600.0, metadata={"help": "local backend: how often expired records and audio are swept"}
+    )
     log_level: str = "INFO"
 
 

@@ -51,16 +51,19 @@ def s3_client(env: dict[str, str]):  # type: ignore[no-untyped-def]
     )
 
 
+USER = "weed-user"
+
+
 async def put(backend: AwsBackend, key: str, data: bytes) -> int:
     async def chunks():
         for i in range(0, len(data), 10_000):
             yield data[i : i + 10_000]
 
-    return await backend.audio.put(key, chunks(), "audio/wav", 10 * 1024 * 1024)
+    return await backend.audio.put(USER, key, chunks(), "audio/wav", 10 * 1024 * 1024)
 
 
 async def get(backend: AwsBackend, key: str) -> tuple[bytes, str]:
-    parts = [part async for part in backend.audio.get(key)]
+    parts = [part async for part in backend.audio.get(USER, key)]
     return b"".join(p[0] for p in parts), parts[0][1]
 
 
@@ -75,7 +78,7 @@ async def test_audio_round_trip_is_encrypted_at_rest(stand_in, backend):
     got, content_type = await get(backend, "sess-w/20260101T100000000000Z_input.wav")
     assert got == audio and content_type == "audio/wav"
     s3 = s3_client(env)
-    head = s3.head_object(Bucket="echo-audio", Key="sess-w/20260101T100000000000Z_input.wav")
+    head = s3.head_object(Bucket="echo-audio", Key=f"users/{USER}/sess-w/20260101T100000000000Z_input.wav")
     assert head["ServerSideEncryption"] == "AES256"
     # On SeaweedFS's disk the object is ciphertext, while an object stored without SSE (in a bucket
     # without default encryption) is there in the clear: the search itself finds plain bytes.
@@ -90,7 +93,7 @@ async def test_presigned_url_is_what_grants_access(stand_in, backend):
     audio = os.urandom(5000)
     key = "sess-w/20260101T100001000000Z_output.wav"
     await put(backend, key, audio)
-    url = await backend.audio.url(key)
+    url = await backend.audio.url(USER, key)
     assert "X-Amz-Signature=" in url and "X-Amz-Expires=900" in url
     async with httpx.AsyncClient() as http:
         fetched = await http.get(url)  # plain HTTP, no AWS credentials
@@ -102,7 +105,8 @@ async def test_presigned_url_is_what_grants_access(stand_in, backend):
 
 def test_aws_init_settings_read_back(stand_in):
     env, _ = stand_in
-    init = run_aws_init(env)  # a second run: idempotent here too
+    # A second run (idempotent here too), with a retention long enough for a Standard-IA transition.
+    init = run_aws_init({**env, "ECHO_STORAGE_RETENTION_DAYS": "365"})
     assert init.returncode == 0, init.stderr
     assert "bucket echo-audio: exists" in init.stdout and "table echo-conversations: exists" in init.stdout
     # What SeaweedFS does not implement is said, not silently skipped or fatal.

@@ -18,8 +18,10 @@ from tests.servicetools import start_grpc_service
 NAMES = {
     "DYNAMODB_TABLE_CONVERSATIONS": "errors-conversations",
     "DYNAMODB_TABLE_SESSIONS": "errors-sessions",
+    "DYNAMODB_TABLE_USERS": "errors-users",
     "S3_BUCKET_AUDIO": "errors-audio",
 }
+USER = "errors-user"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,7 @@ async def stub(faulty):
 
 def turn(conversation: str) -> storage_pb2.Turn:
     return storage_pb2.Turn(
+        user_id=USER,
         conversation_id=conversation,
         timestamp="2026-05-01T10:00:00.000000Z",
         session_id="s-errors",
@@ -55,14 +58,15 @@ def turn(conversation: str) -> storage_pb2.Turn:
 
 async def put_audio(stub, key: str) -> storage_pb2.PutAudioResponse:
     async def messages():
-        yield storage_pb2.PutAudioRequest(key=key, content_type="audio/wav")
+        yield storage_pb2.PutAudioRequest(key=key, content_type="audio/wav", user_id=USER)
         yield storage_pb2.PutAudioRequest(data=b"RIFF-error-test")
 
     return await stub.PutAudio(messages(), timeout=30)
 
 
 async def get_audio(stub, key: str) -> bytes:
-    return b"".join([c.data async for c in stub.GetAudio(storage_pb2.GetAudioRequest(key=key), timeout=30)])
+    request = storage_pb2.GetAudioRequest(key=key, user_id=USER)
+    return b"".join([c.data async for c in stub.GetAudio(request, timeout=30)])
 
 
 CONVERSATION = "conv-errors"
@@ -70,13 +74,14 @@ KEY = "s-errors/20260501T100000000000Z_input.wav"
 CALLS = {
     "SaveTurn": lambda stub: stub.SaveTurn(turn(CONVERSATION), timeout=30),
     "GetConversation": lambda stub: stub.GetConversation(
-        storage_pb2.GetConversationRequest(conversation_id=CONVERSATION), timeout=30
+        storage_pb2.GetConversationRequest(user_id=USER, conversation_id=CONVERSATION), timeout=30
     ),
     "SaveSummary": lambda stub: stub.SaveSummary(
-        storage_pb2.SaveSummaryRequest(conversation_id=CONVERSATION, summary="A greeting."), timeout=30
+        storage_pb2.SaveSummaryRequest(user_id=USER, conversation_id=CONVERSATION, summary="A greeting."),
+        timeout=30,
     ),
     "GetSession": lambda stub: stub.GetSession(
-        storage_pb2.GetSessionRequest(session_id="s-errors"), timeout=30
+        storage_pb2.GetSessionRequest(user_id=USER, session_id="s-errors"), timeout=30
     ),
     "PutAudio": lambda stub: put_audio(stub, KEY),
     "GetAudio": lambda stub: get_audio(stub, KEY),
@@ -109,10 +114,10 @@ CALLS = {
         ),
         (
             "SaveSummary",
-            "dynamodb:Query",
+            "dynamodb:UpdateItem",
             "AccessDeniedException",
             grpc.StatusCode.PERMISSION_DENIED,
-            "not authorized to perform: dynamodb:Query",
+            "not authorized to perform: dynamodb:UpdateItem",
         ),
         (
             "GetSession",
@@ -156,7 +161,7 @@ async def test_aws_refusals_reach_the_client_as_clear_statuses(stub, call, actio
     # What the call needs exists, so that only the injected refusal can make it fail.
     await stub.SaveTurn(turn(CONVERSATION), timeout=30)
     await stub.SaveSession(
-        storage_pb2.Session(session_id="s-errors", conversation_id=CONVERSATION), timeout=30
+        storage_pb2.Session(user_id=USER, session_id="s-errors", conversation_id=CONVERSATION), timeout=30
     )
     await put_audio(stub, KEY)
     proxy.faults[action] = aws_code
@@ -190,3 +195,16 @@ def test_missing_tables_say_how_to_create_them(moto_url, log_dir):
         start_grpc_service("storage", env, log_dir, timeout=60)
     assert f"DynamoDB DescribeTable ({missing['DYNAMODB_TABLE_CONVERSATIONS']})" in str(err.value)
     assert "`echo-voice aws init`" in str(err.value)
+
+
+async def test_listing_a_users_conversations_is_one_query_on_the_user_index(stub):
+    stub, proxy = stub
+    for i in range(3):
+        listed_turn = turn(f"conv-listed-{i}")
+        listed_turn.user_id = "lister"
+        await stub.SaveTurn(listed_turn, timeout=30)
+    proxy.seen.clear()
+    reply = await stub.ListConversations(storage_pb2.ListConversationsRequest(user_id="lister"), timeout=30)
+    assert len(reply.conversations) == 3 and not reply.next_cursor
+    # One Query for the page: no Scan, and no Query (or GetItem) per conversation.
+    assert proxy.seen == ["dynamodb:Query"]

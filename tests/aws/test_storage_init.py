@@ -23,6 +23,7 @@ def names() -> dict[str, str]:
     return {
         "DYNAMODB_TABLE_CONVERSATIONS": f"conversations-{suffix}",
         "DYNAMODB_TABLE_SESSIONS": f"sessions-{suffix}",
+        "DYNAMODB_TABLE_USERS": f"users-{suffix}",
         "S3_BUCKET_AUDIO": f"audio-{suffix}",
     }
 
@@ -40,7 +41,7 @@ def clients(moto_url: str) -> tuple[object, object]:
 
 def test_init_sets_the_production_schema_and_is_idempotent(moto_url, names):
     env = isolated_aws_env(moto_url, **names)
-    conversations, sessions, bucket = names.values()
+    conversations, sessions, users, bucket = names.values()
     first = run_aws_init(env)
     assert first.returncode == 0, first.stderr
     for line in (
@@ -48,10 +49,12 @@ def test_init_sets_the_production_schema_and_is_idempotent(moto_url, names):
         f"table {conversations}: TTL on 'ttl' enabled",
         f"table {sessions}: created",
         f"table {sessions}: TTL on 'ttl' enabled",
+        f"table {users}: created",
+        f"table {users}: TTL on 'ttl' enabled",
         f"bucket {bucket}: created",
         f"bucket {bucket}: default encryption AES256",
         f"bucket {bucket}: public access blocked",
-        f"bucket {bucket}: lifecycle: Standard-IA after 30 days, expire after 365",
+        f"bucket {bucket}: lifecycle: expire after 30 (ECHO_STORAGE_RETENTION_DAYS)",
     ):
         assert line in first.stdout, first.stdout
     second = run_aws_init(env)
@@ -66,14 +69,21 @@ def test_init_sets_the_production_schema_and_is_idempotent(moto_url, names):
         ("timestamp", "RANGE"),
     }
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    for name, keys in (
+        ("session_id-timestamp-index", [("session_id", "HASH"), ("timestamp", "RANGE")]),
+        ("user_id-last_timestamp-index", [("user_id", "HASH"), ("last_timestamp", "RANGE")]),
+    ):
+        assert [(k["AttributeName"], k["KeyType"]) for k in indexes[name]["KeySchema"]] == keys
+        assert indexes[name]["Projection"]["ProjectionType"] == "ALL"
+    table = ddb.describe_table(TableName=users)["Table"]
+    assert {(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]} == {
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    }
     (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "session_id-timestamp-index"
-    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
-        ("session_id", "HASH"),
-        ("timestamp", "RANGE"),
-    ]
-    assert index["Projection"]["ProjectionType"] == "ALL"
-    for name in (conversations, sessions):
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [("key_sha256", "HASH")]
+    for name in (conversations, sessions, users):
         ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")
     (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
@@ -86,8 +96,10 @@ def test_init_sets_the_production_schema_and_is_idempotent(moto_url, names):
         "RestrictPublicBuckets": True,
     }
     (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    assert lifecycle["Status"] == "Enabled" and lifecycle["Expiration"] == {"Days": 365}
-    assert lifecycle["Transitions"] == [{"Days": 30, "StorageClass": "STANDARD_IA"}]
+    # Audio expires with the retention (a lifecycle rule: S3 objects have no DynamoDB TTL); 30 days is
+    # too short for Standard-IA, so there is no transition.
+    assert lifecycle["Status"] == "Enabled" and lifecycle["Expiration"] == {"Days": 30}
+    assert "Transitions" not in lifecycle
 
 
 def test_init_adds_the_session_index_to_an_older_table(moto_url, names):
@@ -108,8 +120,12 @@ def test_init_adds_the_session_index_to_an_older_table(moto_url, names):
     init = run_aws_init(isolated_aws_env(moto_url, **names))
     assert init.returncode == 0, init.stderr
     assert f"table {conversations}: index session_id-timestamp-index added" in init.stdout
+    assert f"table {conversations}: index user_id-last_timestamp-index added" in init.stdout
     table = ddb.describe_table(TableName=conversations)["Table"]
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["session_id-timestamp-index"]
+    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {
+        "session_id-timestamp-index",
+        "user_id-last_timestamp-index",
+    }
 
 
 def test_init_with_sse_kms(moto_url, names):
@@ -132,6 +148,7 @@ async def test_the_backend_writes_audio_with_sse_kms(moto_url, names, aws_env):
     settings = AwsStorageSettings(
         table_conversations=names["DYNAMODB_TABLE_CONVERSATIONS"],
         table_sessions=names["DYNAMODB_TABLE_SESSIONS"],
+        table_users=names["DYNAMODB_TABLE_USERS"],
         bucket=names["S3_BUCKET_AUDIO"],
         s3_encryption="aws:kms",
         kms_key_id="alias/echo-audio",
@@ -145,11 +162,11 @@ async def test_the_backend_writes_audio_with_sse_kms(moto_url, names, aws_env):
         async def chunks():
             yield b"RIFF-kms"
 
-        await backend.audio.put("s-kms/1_input.wav", chunks(), "audio/wav", 1024)
+        await backend.audio.put("u-kms", "s-kms/1_input.wav", chunks(), "audio/wav", 1024)
     finally:
         await backend.close()
     _, s3 = clients(moto_url)
-    head = s3.head_object(Bucket=settings.bucket, Key="s-kms/1_input.wav")
+    head = s3.head_object(Bucket=settings.bucket, Key="users/u-kms/s-kms/1_input.wav")
     assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"].endswith("alias/echo-audio")
 
 

@@ -209,7 +209,8 @@ def test_each_task_role_is_scoped_to_its_service(
         "llm": re.compile(r"^bedrock:(InvokeModelWithResponseStream|ListFoundationModels)$"),
         "tts": re.compile(r"^polly:(SynthesizeSpeech|DescribeVoices)$"),
         "storage": re.compile(
-            r"^(dynamodb:(GetItem|PutItem|Query|Scan|DescribeTable)|s3:(GetObject|PutObject|ListBucket)"
+            r"^(dynamodb:(GetItem|PutItem|UpdateItem|DeleteItem|Query|DescribeTable)"
+            r"|s3:(GetObject|PutObject|DeleteObject|ListBucket)"
             r"|kms:(Decrypt|Encrypt|GenerateDataKey))$"
         ),
         "gateway": re.compile(r"^cloudwatch:PutMetricData$"),
@@ -267,12 +268,11 @@ def test_each_task_role_is_scoped_to_its_service(
     assert _listed(synthesize["resources"]) == [
         "arn:${local.partition}:polly:${var.aws_region}:${local.account_id}:lexicon/*"
     ]
-    # storage: Scan only on the conversations table (an unfiltered ListConversations).
-    (scan,) = [s for s in _statements(documents["storage_task"]) if "dynamodb:Scan" in s["actions"]]
-    assert _listed(scan["resources"]) == ["${aws_dynamodb_table.conversations.arn}"]
+    # storage: no Scan anywhere (a user's conversations are a Query on the user index).
+    assert not [s for s in _statements(documents["storage_task"]) if "dynamodb:Scan" in s["actions"]]
     storage_resources = {r for s in _statements(documents["storage_task"]) for r in _listed(s["resources"])}
-    assert "${aws_dynamodb_table.conversations.arn}" in storage_resources
-    assert "${aws_dynamodb_table.sessions.arn}" in storage_resources
+    for table in ("conversations", "sessions", "users"):
+        assert f"${{aws_dynamodb_table.{table}.arn}}" in storage_resources
     assert all(
         "aws_dynamodb_table" in r or "aws_s3_bucket.audio" in r or "aws_kms_key.main" in r
         for r in storage_resources
@@ -334,9 +334,9 @@ def test_buckets_block_public_access_and_require_tls(root_module: TerraformModul
         assert deny_tls and deny_tls[0]["condition"][0]["values"] == ["false"], f"{name}: not TLS-only"
     sse = root_module.resource("aws_s3_bucket_server_side_encryption_configuration", "audio")["rule"][0]
     assert sse["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
-    lifecycle = root_module.resource("aws_s3_bucket_lifecycle_configuration", "audio")["rule"][0]
-    assert lifecycle["transition"][0]["storage_class"] == "STANDARD_IA"
-    assert lifecycle["expiration"][0]["days"] == "${var.audio_expire_after_days}"
+    lifecycle = _dynamic(root_module.resource("aws_s3_bucket_lifecycle_configuration", "audio")["rule"][0])
+    assert lifecycle["transition"]["content"][0]["storage_class"] == "STANDARD_IA"
+    assert lifecycle["expiration"]["content"][0]["days"] == "${var.retention_days}"
     # The web client is served through CloudFront origin access control, not a public bucket.
     web = root_module.resource("aws_cloudfront_distribution", "web")
     assert web["origin"][0]["origin_access_control_id"] == "${aws_cloudfront_origin_access_control.web.id}"
@@ -358,15 +358,26 @@ def test_stored_audio_is_sse_kms_with_the_stack_key(root_module: TerraformModule
     assert default == {"sse_algorithm": "aws:kms", "kms_master_key_id": "${aws_kms_key.main.arn}"}
 
 
+def _dynamic(block: dict) -> dict:
+    """A block's dynamic sub-blocks by name."""
+    return {name: spec for entry in block.get("dynamic", []) for name, spec in entry.items()}
+
+
 def test_audio_lifecycle_days_are_ones_s3_accepts(root_module: TerraformModule) -> None:
     ia = root_module.variables["audio_ia_after_days"]
     assert ia["default"] >= 30
     assert ia["validation"][0]["condition"] == "${var.audio_ia_after_days >= 30}"
-    lifecycle = root_module.resource("aws_s3_bucket_lifecycle_configuration", "audio")
-    assert lifecycle["rule"][0]["transition"][0]["days"] == "${var.audio_ia_after_days}"
-    (precondition,) = lifecycle["lifecycle"][0]["precondition"]
-    assert precondition["condition"] == "${var.audio_expire_after_days > var.audio_ia_after_days}"
-    assert root_module.defaults()["audio_expire_after_days"] > ia["default"]
+    rule = _dynamic(root_module.resource("aws_s3_bucket_lifecycle_configuration", "audio")["rule"][0])
+    assert rule["transition"]["content"][0]["days"] == "${var.audio_ia_after_days}"
+    # Standard-IA only for audio that outlives the transition (S3 rejects an expiry before it).
+    assert rule["transition"]["for_each"] == (
+        "${var.retention_days == 0 || var.retention_days > var.audio_ia_after_days ? [1] : []}"
+    )
+    # Audio expires with the retention the records' TTL uses: the storage task reads the same variable.
+    assert rule["expiration"]["for_each"] == "${var.retention_days > 0 ? [1] : []}"
+    env = root_module.modules["storage"]["environment"]
+    assert env["ECHO_STORAGE_RETENTION_DAYS"] == "${tostring(var.retention_days)}"
+    assert root_module.defaults()["retention_days"] == 30
 
 
 def test_dynamodb_tables(root_module: TerraformModule) -> None:
@@ -374,9 +385,18 @@ def test_dynamodb_tables(root_module: TerraformModule) -> None:
     assert (conversations["hash_key"], conversations["range_key"]) == ("conversation_id", "timestamp")
     gsi = conversations["global_secondary_index"][0]
     assert (gsi["hash_key"], gsi["range_key"]) == ("session_id", "timestamp")
+    by_user = conversations["global_secondary_index"][1]
+    assert (by_user["name"], by_user["hash_key"], by_user["range_key"]) == (
+        "user_id-last_timestamp-index",
+        "user_id",
+        "last_timestamp",
+    )
     sessions = root_module.resource("aws_dynamodb_table", "sessions")
     assert sessions["hash_key"] == "session_id"
-    for table in (conversations, sessions):
+    users = root_module.resource("aws_dynamodb_table", "users")
+    assert (users["hash_key"], users["range_key"]) == ("pk", "sk")
+    assert users["global_secondary_index"][0]["hash_key"] == "key_sha256"
+    for table in (conversations, sessions, users):
         assert table["billing_mode"] == "PAY_PER_REQUEST"
         assert table["ttl"][0] == {"attribute_name": "ttl", "enabled": True}
         assert table["point_in_time_recovery"][0]["enabled"] is True

@@ -33,7 +33,8 @@ def test_voice_soon_after_the_turn_ended_continues_it_while_thinking() -> None:
             assert [(t.client_input, t.agent_response) for t in turns] == [
                 ("how far is the moon in kilometres please", "About 384,400 kilometres.")
             ]
-            audio = h.storage.audio.objects[turns[0].input_audio_key][0]
+            # The fake keeps objects per (owner, key).
+            audio = h.storage.audio.objects[(turns[0].user_id, turns[0].input_audio_key)][0]
             assert len(audio) > 2.2 * SECOND  # both parts' voice (a WAV of them)
 
     run_virtual(scenario())

@@ -9,40 +9,13 @@ import httpx
 import pytest
 
 from echo.v1 import storage_pb2, storage_pb2_grpc
-from tests.aws.storage_standin import aws_stand_in, seaweedfs_stand_in
 from tests.servicetools import start_grpc_service
 
-# "aws": DynamoDB and S3 on moto; "aws-seaweedfs": the same backend with S3 on SeaweedFS, whose S3
-# checks signatures and encrypts at rest as S3 does; "fake": in memory, for deterministic tests.
-BACKENDS = ["local", "aws", "aws-seaweedfs", "fake"]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def storage(request, log_dir, tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp(f"storage-{request.param}")
-    env = {"ECHO_STORAGE_SERVICE": request.param.split("-")[0], "ECHO_DATA_DIR": str(data_dir)}
-    stand_in = None
-    if request.param == "aws":
-        stand_in, aws_env = aws_stand_in(log_dir)
-        env |= aws_env
-    elif request.param == "aws-seaweedfs":
-        stand_in, aws_env = seaweedfs_stand_in(log_dir, data_dir / "seaweedfs")
-        env |= aws_env
-    proc, address = start_grpc_service("storage", env, log_dir)
-    state = {"address": address, "env": env, "proc": proc, "data_dir": data_dir, "backend": request.param}
-    yield state
-    state["proc"].stop()  # the restart test swaps in a new process
-    if stand_in is not None:
-        stand_in.stop()
-
-
-@pytest.fixture()
-async def stub(storage):
-    async with grpc.aio.insecure_channel(storage["address"]) as channel:
-        yield storage_pb2_grpc.StorageStub(channel)
+USER = "alice"
 
 
 def turn(conversation: str, ts: str, session: str = "s1", text: str = "hi", **extra) -> storage_pb2.Turn:
+    extra.setdefault("user_id", USER)
     return storage_pb2.Turn(
         conversation_id=conversation,
         timestamp=ts,
@@ -55,26 +28,31 @@ def turn(conversation: str, ts: str, session: str = "s1", text: str = "hi", **ex
     )
 
 
-async def put(stub, key: str, data: bytes, chunk: int = 1000, content_type: str = "audio/wav"):
+async def put(
+    stub, key: str, data: bytes, chunk: int = 1000, content_type: str = "audio/wav", user: str = USER
+):
     async def messages():
-        yield storage_pb2.PutAudioRequest(key=key, content_type=content_type)
+        yield storage_pb2.PutAudioRequest(key=key, content_type=content_type, user_id=user)
         for i in range(0, len(data), chunk):
             yield storage_pb2.PutAudioRequest(data=data[i : i + chunk])
 
     return await stub.PutAudio(messages(), timeout=10)
 
 
-async def get(stub, key: str) -> tuple[bytes, str]:
-    chunks = [c async for c in stub.GetAudio(storage_pb2.GetAudioRequest(key=key), timeout=10)]
+async def get(stub, key: str, user: str = USER) -> tuple[bytes, str]:
+    request = storage_pb2.GetAudioRequest(key=key, user_id=user)
+    chunks = [c async for c in stub.GetAudio(request, timeout=10)]
     return b"".join(c.data for c in chunks), chunks[0].content_type
 
 
 async def test_session_round_trip(stub):
     saved = await stub.SaveSession(
-        storage_pb2.Session(session_id="sess-1", conversation_id="conv-s", metadata_json='{"voice": "joe"}')
+        storage_pb2.Session(
+            user_id=USER, session_id="sess-1", conversation_id="conv-s", metadata_json='{"voice": "joe"}'
+        )
     )
     assert saved.created_at and saved.updated_at
-    got = await stub.GetSession(storage_pb2.GetSessionRequest(session_id="sess-1"))
+    got = await stub.GetSession(storage_pb2.GetSessionRequest(user_id=USER, session_id="sess-1"))
     assert (got.conversation_id, got.metadata_json, got.created_at) == (
         "conv-s",
         '{"voice": "joe"}',
@@ -87,7 +65,9 @@ async def test_turns_come_back_in_order_and_retries_do_not_duplicate(stub):
         await stub.SaveTurn(turn("conv-a", ts, text=ts[-9:-8]))
     # A retried save of the same (conversation_id, timestamp) replaces, never duplicates.
     await stub.SaveTurn(turn("conv-a", "2026-01-01T10:00:01.000000Z", text="1", interrupted=True))
-    conversation = await stub.GetConversation(storage_pb2.GetConversationRequest(conversation_id="conv-a"))
+    conversation = await stub.GetConversation(
+        storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-a")
+    )
     assert [t.timestamp[-9:-8] for t in conversation.turns] == ["1", "2", "3"]
     assert conversation.turns[0].interrupted and not conversation.turns[1].interrupted
     assert conversation.turns[0].metadata_json == '{"latency_ms": {"voice_to_voice": 812.5}}'
@@ -97,22 +77,30 @@ async def test_list_orders_by_recent_activity_filters_and_limits(stub):
     await stub.SaveTurn(turn("conv-old", "2026-02-01T09:00:00.000000Z", session="s-old"))
     await stub.SaveTurn(turn("conv-new", "2026-02-01T11:00:00.000000Z", session="s-new", text="latest"))
     await stub.SaveTurn(turn("conv-old", "2026-02-01T10:00:00.000000Z", session="s-old"))
-    listed = (await stub.ListConversations(storage_pb2.ListConversationsRequest(limit=500))).conversations
+    listed = (
+        await stub.ListConversations(storage_pb2.ListConversationsRequest(user_id=USER, limit=500))
+    ).conversations
     ids = [c.conversation_id for c in listed]
     assert ids.index("conv-new") < ids.index("conv-old")
     old = next(c for c in listed if c.conversation_id == "conv-old")
     assert (old.turn_count, old.first_timestamp) == (2, "2026-02-01T09:00:00.000000Z")
     assert next(c for c in listed if c.conversation_id == "conv-new").last_client_input == "latest"
-    only = await stub.ListConversations(storage_pb2.ListConversationsRequest(session_id="s-old"))
+    only = await stub.ListConversations(
+        storage_pb2.ListConversationsRequest(user_id=USER, session_id="s-old")
+    )
     assert [c.conversation_id for c in only.conversations] == ["conv-old"]
-    one = await stub.ListConversations(storage_pb2.ListConversationsRequest(limit=1))
+    one = await stub.ListConversations(storage_pb2.ListConversationsRequest(user_id=USER, limit=1))
     assert len(one.conversations) == 1
 
 
 async def test_summary(stub):
     await stub.SaveTurn(turn("conv-sum", "2026-03-01T10:00:00.000000Z"))
-    await stub.SaveSummary(storage_pb2.SaveSummaryRequest(conversation_id="conv-sum", summary="A greeting."))
-    conversation = await stub.GetConversation(storage_pb2.GetConversationRequest(conversation_id="conv-sum"))
+    await stub.SaveSummary(
+        storage_pb2.SaveSummaryRequest(user_id=USER, conversation_id="conv-sum", summary="A greeting.")
+    )
+    conversation = await stub.GetConversation(
+        storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-sum")
+    )
     assert conversation.summary == "A greeting."
 
 
@@ -169,21 +157,34 @@ async def test_oversize_audio_is_refused_and_leaves_nothing(storage, stub):
     [
         (
             "GetConversation",
-            storage_pb2.GetConversationRequest(conversation_id="nope"),
+            storage_pb2.GetConversationRequest(user_id=USER, conversation_id="nope"),
             grpc.StatusCode.NOT_FOUND,
         ),
-        ("GetSession", storage_pb2.GetSessionRequest(session_id="nope"), grpc.StatusCode.NOT_FOUND),
+        (
+            "GetSession",
+            storage_pb2.GetSessionRequest(user_id=USER, session_id="nope"),
+            grpc.StatusCode.NOT_FOUND,
+        ),
         (
             "GetConversation",
-            storage_pb2.GetConversationRequest(conversation_id="a b"),
+            storage_pb2.GetConversationRequest(user_id=USER, conversation_id="a b"),
             grpc.StatusCode.INVALID_ARGUMENT,
         ),
-        ("SaveTurn", storage_pb2.Turn(conversation_id="c", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT),
-        ("SaveTurn", storage_pb2.Turn(timestamp="t", session_id="s"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            "SaveTurn",
+            storage_pb2.Turn(user_id=USER, conversation_id="c", session_id="s"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            "SaveTurn",
+            storage_pb2.Turn(user_id=USER, timestamp="t", session_id="s"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         ("SaveTurn", turn("c", "yesterday"), grpc.StatusCode.INVALID_ARGUMENT),
         (
             "SaveTurn",
             storage_pb2.Turn(
+                user_id=USER,
                 conversation_id="c",
                 session_id="s",
                 timestamp="2026-05-01T00:00:00.000000Z",
@@ -193,7 +194,7 @@ async def test_oversize_audio_is_refused_and_leaves_nothing(storage, stub):
         ),
         (
             "SaveSummary",
-            storage_pb2.SaveSummaryRequest(conversation_id="never-spoken", summary="x"),
+            storage_pb2.SaveSummaryRequest(user_id=USER, conversation_id="never-spoken", summary="x"),
             grpc.StatusCode.NOT_FOUND,
         ),
     ],
@@ -222,11 +223,13 @@ async def test_data_survives_a_restart(storage, log_dir):
         if storage["backend"] == "fake":
             # In memory by design: a new process starts empty.
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.GetConversation(storage_pb2.GetConversationRequest(conversation_id="conv-durable"))
+                await stub.GetConversation(
+                    storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-durable")
+                )
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
             return
         conversation = await stub.GetConversation(
-            storage_pb2.GetConversationRequest(conversation_id="conv-durable")
+            storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-durable")
         )
         assert [t.client_input for t in conversation.turns] == ["hi"]
         assert (await get(stub, "sess-d/20260401T100000000000Z_output.wav"))[0] == b"RIFF-data"
@@ -244,7 +247,7 @@ async def test_another_turn_may_not_take_a_saved_turns_key(stub):
         await stub.SaveTurn(clash)
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     conversation = await stub.GetConversation(
-        storage_pb2.GetConversationRequest(conversation_id="conv-clash")
+        storage_pb2.GetConversationRequest(user_id=USER, conversation_id="conv-clash")
     )
     assert [t.client_input for t in conversation.turns] == ["hi"]
 
@@ -252,7 +255,7 @@ async def test_another_turn_may_not_take_a_saved_turns_key(stub):
 async def test_audio_url_is_presigned_for_object_stores(storage, stub):
     await put(stub, "sess-u/20260701T100000000000Z_output.wav", b"RIFF-presigned")
     reply = await stub.GetAudioUrl(
-        storage_pb2.GetAudioRequest(key="sess-u/20260701T100000000000Z_output.wav")
+        storage_pb2.GetAudioRequest(user_id=USER, key="sess-u/20260701T100000000000Z_output.wav")
     )
     if storage["backend"] in ("local", "fake"):
         assert reply.url == "" and reply.expires_in_s == 0  # served through GetAudio instead

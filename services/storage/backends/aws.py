@@ -1,33 +1,35 @@
 """AWS storage: turns and sessions in DynamoDB, audio in S3 (the roadmap's production layout).
 
-Tables (created by `echo-voice aws init` or Terraform, same schema):
-- echo-conversations: PK conversation_id, SK timestamp; GSI session_id + timestamp; TTL attribute ttl.
-  A conversation's summary lives in the same partition under the sort key SUMMARY_SK.
-- echo-sessions: PK session_id; TTL attribute ttl.
+Tables (created by `echo-voice aws init` or Terraform, same schema), every one with TTL on `ttl`:
+- echo-conversations: PK conversation_id, SK timestamp; the turns, and one header item per conversation
+  (aws_records.py); GSI session_id + timestamp; GSI user_id + last_timestamp (a user's conversations).
+- echo-sessions: PK session_id.
+- echo-users: PK pk, SK sk: API keys and daily usage (aws_users.py); GSI key_sha256.
+Audio objects are "users/<user_id>/<key>" in the bucket: the owner is in the object's name, so another
+user's key names an object that does not exist. They expire by the bucket's lifecycle rule (Terraform:
+retention_days), not by DynamoDB TTL.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from echo.v1 import storage_pb2
 from services.common import aws
 from services.common.capabilities import BackendCapabilities
 from services.common.config import ConfigError, load_settings
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound
-from services.storage.backends.base import check_id, check_key, check_metadata, check_turn
+from services.common.errors import InvalidArgument, NotFound
+from services.storage.backends.aws_records import DynamoConversationStore
+from services.storage.backends.aws_users import DynamoUserStore
+from services.storage.backends.base import check_key, check_user, not_found_audio
 from services.storage.config import StorageSettings
 
 log = logging.getLogger("echo.storage.aws")
 CHUNK = 64 * 1024
-# Sorts after every ISO-8601 timestamp, so a conversation's turns are a plain range before it.
-SUMMARY_SK = "~summary"
+AUDIO_PREFIX = "users"
 S3_ENCRYPTIONS = ("AES256", "aws:kms")
 
 
@@ -43,9 +45,17 @@ class AwsStorageSettings:
     table_sessions: str = field(
         default="echo-sessions", metadata={"env": "DYNAMODB_TABLE_SESSIONS", "help": "sessions table"}
     )
+    table_users: str = field(
+        default="echo-users",
+        metadata={"env": "DYNAMODB_TABLE_USERS", "help": "API keys and daily usage table"},
+    )
     session_index: str = field(
         default="session_id-timestamp-index", metadata={"help": "GSI for a session's turns"}
     )
+    user_index: str = field(
+        default="user_id-last_timestamp-index", metadata={"help": "GSI for a user's conversations"}
+    )
+    key_index: str = field(default="key_sha256-index", metadata={"help": "GSI for API keys by hash"})
     bucket: str = field(default="echo-audio", metadata={"env": "S3_BUCKET_AUDIO", "help": "audio bucket"})
     s3_encryption: str = field(default="AES256", metadata={"help": "AES256 (SSE-S3) or aws:kms (SSE-KMS)"})
     kms_key_id: str = field(default="", metadata={"help": "KMS key for aws:kms (empty: the AWS managed key)"})
@@ -68,203 +78,6 @@ def check_s3_encryption(settings: AwsStorageSettings) -> None:
         )
 
 
-def _from_json(metadata_json: str) -> dict[str, Any]:
-    # DynamoDB numbers are Decimals; floats would be refused.
-    return json.loads(metadata_json or "{}", parse_float=Decimal)
-
-
-def _to_json(value: Any) -> str:
-    return json.dumps(value or {}, default=lambda d: float(d) if isinstance(d, Decimal) else str(d))
-
-
-def _turn(item: dict[str, Any]) -> storage_pb2.Turn:
-    return storage_pb2.Turn(
-        conversation_id=item["conversation_id"],
-        timestamp=item["timestamp"],
-        session_id=item.get("session_id", ""),
-        turn_id=item.get("turn_id", ""),
-        client_input=item.get("client_input", ""),
-        agent_response=item.get("agent_response", ""),
-        metadata_json=_to_json(item.get("metadata")),
-        ttl=int(item.get("ttl", 0)),
-        input_audio_key=item.get("input_audio_key", ""),
-        output_audio_key=item.get("output_audio_key", ""),
-        interrupted=bool(item.get("interrupted", False)),
-    )
-
-
-class DynamoConversationStore:
-    def __init__(self, settings: AwsStorageSettings, resources: Any) -> None:
-        self.settings = settings
-        self.resources = resources  # set by AwsBackend.start(): the DynamoDB tables
-
-    @property
-    def turns(self) -> Any:
-        return self.resources["turns"]
-
-    @property
-    def sessions(self) -> Any:
-        return self.resources["sessions"]
-
-    async def save_session(self, session: storage_pb2.Session) -> storage_pb2.Session:
-        check_id("session_id", session.session_id)
-        check_id("conversation_id", session.conversation_id)
-        check_metadata(session.metadata_json)
-        from datetime import UTC, datetime
-
-        now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        record = storage_pb2.Session()
-        record.CopyFrom(session)
-        record.created_at = record.created_at or now
-        record.updated_at = now
-        item: dict[str, Any] = {
-            "session_id": record.session_id,
-            "conversation_id": record.conversation_id,
-            "created_at": record.created_at,
-            "updated_at": record.updated_at,
-            "metadata": _from_json(record.metadata_json),
-        }
-        if record.ttl:
-            item["ttl"] = record.ttl
-        with aws.aws_errors("DynamoDB PutItem (sessions)"):
-            await self.sessions.put_item(Item=item)
-        return record
-
-    async def get_session(self, session_id: str) -> storage_pb2.Session:
-        check_id("session_id", session_id)
-        with aws.aws_errors("DynamoDB GetItem (sessions)"):
-            found = await self.sessions.get_item(Key={"session_id": session_id})
-        item = found.get("Item")
-        if item is None:
-            raise NotFound(f"no session {session_id!r}")
-        return storage_pb2.Session(
-            session_id=item["session_id"],
-            conversation_id=item.get("conversation_id", ""),
-            created_at=item.get("created_at", ""),
-            updated_at=item.get("updated_at", ""),
-            metadata_json=_to_json(item.get("metadata")),
-            ttl=int(item.get("ttl", 0)),
-        )
-
-    async def save_turn(self, turn: storage_pb2.Turn) -> storage_pb2.Turn:
-        check_turn(turn)
-        item: dict[str, Any] = {
-            "conversation_id": turn.conversation_id,
-            "timestamp": turn.timestamp,
-            "session_id": turn.session_id,
-            "turn_id": turn.turn_id,
-            "client_input": turn.client_input,
-            "agent_response": turn.agent_response,
-            "metadata": _from_json(turn.metadata_json),
-            "input_audio_key": turn.input_audio_key,
-            "output_audio_key": turn.output_audio_key,
-            "interrupted": turn.interrupted,
-        }
-        if turn.ttl:
-            item["ttl"] = turn.ttl
-        from botocore.exceptions import ClientError
-
-        try:
-            # A retried save of the same turn replaces it; another turn may not take its key over.
-            await self.turns.put_item(
-                Item=item,
-                ConditionExpression="attribute_not_exists(conversation_id) OR turn_id = :turn_id",
-                ExpressionAttributeValues={":turn_id": turn.turn_id},
-            )
-        except ClientError as e:
-            if aws.error_code(e) == "ConditionalCheckFailedException":
-                raise AlreadyExists(
-                    f"conversation {turn.conversation_id!r} has another turn at {turn.timestamp}"
-                ) from None
-            raise aws.map_error(e, "DynamoDB PutItem (conversations)") from e
-        except Exception as e:
-            raise aws.map_error(e, "DynamoDB PutItem (conversations)") from e
-        return turn
-
-    async def _query(self, **kwargs: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        with aws.aws_errors("DynamoDB Query"):
-            while True:
-                page = await self.turns.query(**kwargs)
-                items += page.get("Items", [])
-                if "LastEvaluatedKey" not in page:
-                    return items
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    async def get_conversation(self, conversation_id: str) -> storage_pb2.Conversation:
-        from boto3.dynamodb.conditions import Key
-
-        check_id("conversation_id", conversation_id)
-        items = await self._query(KeyConditionExpression=Key("conversation_id").eq(conversation_id))
-        if not items:
-            raise NotFound(f"no conversation {conversation_id!r}")
-        turns = [_turn(i) for i in items if i["timestamp"] != SUMMARY_SK]
-        summary = next((i.get("summary", "") for i in items if i["timestamp"] == SUMMARY_SK), "")
-        return storage_pb2.Conversation(conversation_id=conversation_id, turns=turns, summary=summary)
-
-    async def list_conversations(
-        self, limit: int, session_id: str = ""
-    ) -> list[storage_pb2.ConversationSummary]:
-        from boto3.dynamodb.conditions import Key
-
-        if limit < 0:
-            raise InvalidArgument("limit must be >= 0")
-        limit = min(limit or 50, 500)
-        if session_id:
-            check_id("session_id", session_id)
-            ids = {
-                i["conversation_id"]
-                for i in await self._query(
-                    IndexName=self.settings.session_index,
-                    KeyConditionExpression=Key("session_id").eq(session_id),
-                )
-            }
-        else:
-            # An administrative listing: a Scan of the keys only. Per-user listings at scale would
-            # go through an index of their own.
-            ids = set()
-            kwargs: dict[str, Any] = {"ProjectionExpression": "conversation_id"}
-            with aws.aws_errors("DynamoDB Scan"):
-                while True:
-                    page = await self.turns.scan(**kwargs)
-                    ids |= {i["conversation_id"] for i in page.get("Items", [])}
-                    if "LastEvaluatedKey" not in page:
-                        break
-                    kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        summaries = []
-        for conversation_id in ids:
-            conversation = await self.get_conversation(conversation_id)
-            if not conversation.turns:
-                continue
-            summaries.append(
-                storage_pb2.ConversationSummary(
-                    conversation_id=conversation_id,
-                    first_timestamp=conversation.turns[0].timestamp,
-                    last_timestamp=conversation.turns[-1].timestamp,
-                    turn_count=len(conversation.turns),
-                    summary=conversation.summary,
-                    last_client_input=conversation.turns[-1].client_input,
-                )
-            )
-        summaries.sort(key=lambda s: s.last_timestamp, reverse=True)
-        return summaries[:limit]
-
-    async def save_summary(self, conversation_id: str, summary: str) -> None:
-        from boto3.dynamodb.conditions import Key
-
-        check_id("conversation_id", conversation_id)
-        with aws.aws_errors("DynamoDB Query"):
-            first = await self.turns.query(
-                KeyConditionExpression=Key("conversation_id").eq(conversation_id), Limit=1
-            )
-        if not first.get("Items"):
-            raise NotFound(f"no conversation {conversation_id!r}")
-        with aws.aws_errors("DynamoDB PutItem (summary)"):
-            await self.turns.put_item(
-                Item={"conversation_id": conversation_id, "timestamp": SUMMARY_SK, "summary": summary}
-            )
-
-
 class S3AudioStore:
     def __init__(self, settings: AwsStorageSettings, resources: dict[str, Any], presign_seconds: int) -> None:
         self.settings = settings
@@ -283,8 +96,13 @@ class S3AudioStore:
             return extra
         return {"ServerSideEncryption": "AES256"}
 
-    async def put(self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int) -> int:
-        check_key(key)
+    def _object(self, user_id: str, key: str) -> str:
+        return f"{AUDIO_PREFIX}/{check_user(user_id)}/{check_key(key)}"
+
+    async def put(
+        self, user_id: str, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int
+    ) -> int:
+        name = self._object(user_id, key)
         body = bytearray()
         async for chunk in chunks:
             body += chunk
@@ -293,22 +111,22 @@ class S3AudioStore:
         with aws.aws_errors("S3 PutObject"):
             await self.s3.put_object(
                 Bucket=self.settings.bucket,
-                Key=key,
+                Key=name,
                 Body=bytes(body),
                 ContentType=content_type or "application/octet-stream",
                 **self._encryption(),
             )
         return len(body)
 
-    async def get(self, key: str) -> AsyncIterator[tuple[bytes, str]]:
-        check_key(key)
+    async def get(self, user_id: str, key: str) -> AsyncIterator[tuple[bytes, str]]:
+        name = self._object(user_id, key)
         from botocore.exceptions import ClientError
 
         try:
-            found = await self.s3.get_object(Bucket=self.settings.bucket, Key=key)
+            found = await self.s3.get_object(Bucket=self.settings.bucket, Key=name)
         except ClientError as e:
             if aws.error_code(e) in ("NoSuchKey", "404"):
-                raise NotFound(f"no audio {key!r}") from None
+                raise not_found_audio(key) from None
             raise aws.map_error(e, "S3 GetObject") from e
         content_type = found.get("ContentType", "application/octet-stream")
         body = found["Body"]
@@ -318,14 +136,56 @@ class S3AudioStore:
         finally:
             body.close()
 
-    async def url(self, key: str) -> str:
-        check_key(key)
+    async def _exists(self, name: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            await self.s3.head_object(Bucket=self.settings.bucket, Key=name)
+        except ClientError as e:
+            if aws.error_code(e) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise aws.map_error(e, "S3 HeadObject") from e
+        return True
+
+    async def url(self, user_id: str, key: str) -> str:
+        # Only for an object the caller owns (its name holds the owner) that exists.
+        name = self._object(user_id, key)
+        if not await self._exists(name):
+            raise not_found_audio(key)
         with aws.aws_errors("S3 presign"):
-            return await self.s3.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self.settings.bucket, "Key": key},
-                ExpiresIn=self.presign_seconds,
+            return str(
+                await self.s3.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self.settings.bucket, "Key": name},
+                    ExpiresIn=self.presign_seconds,
+                )
             )
+
+    async def delete(self, user_id: str, keys: tuple[str, ...]) -> int:
+        deleted = 0
+        for key in keys:
+            name = self._object(user_id, key)
+            if await self._exists(name):
+                with aws.aws_errors("S3 DeleteObject"):
+                    await self.s3.delete_object(Bucket=self.settings.bucket, Key=name)
+                deleted += 1
+        return deleted
+
+    async def delete_user(self, user_id: str) -> int:
+        prefix = f"{AUDIO_PREFIX}/{check_user(user_id)}/"
+        names: list[str] = []
+        kwargs: dict[str, Any] = {"Bucket": self.settings.bucket, "Prefix": prefix}
+        with aws.aws_errors("S3 ListObjectsV2"):
+            while True:
+                page = await self.s3.list_objects_v2(**kwargs)
+                names += [o["Key"] for o in page.get("Contents", [])]
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        with aws.aws_errors("S3 DeleteObject"):
+            for name in names:
+                await self.s3.delete_object(Bucket=self.settings.bucket, Key=name)
+        return len(names)
 
 
 class AwsBackend:
@@ -341,7 +201,8 @@ class AwsBackend:
         self.settings = settings
         self._resources: dict[str, Any] = {}
         self._stack = AsyncExitStack()
-        self.conversations = DynamoConversationStore(settings, self._resources)
+        self.conversations = DynamoConversationStore(settings, self._resources, service.retention_days)
+        self.users = DynamoUserStore(settings, self._resources, service.retention_days)
         self.audio = S3AudioStore(settings, self._resources, service.presign_seconds)
 
     async def start(self) -> None:
@@ -354,15 +215,18 @@ class AwsBackend:
             )
             self._resources["turns"] = await dynamodb.Table(self.settings.table_conversations)
             self._resources["sessions"] = await dynamodb.Table(self.settings.table_sessions)
+            self._resources["users"] = await dynamodb.Table(self.settings.table_users)
             self._resources["s3"] = await self._stack.enter_async_context(
                 # SigV4: presigned URLs must work in every region (newer ones refuse SigV2).
                 aws.client("s3", self.settings.region or None, aws_session=session, signature_version="s3v4")
             )
         # Fail at start, with a clear message, when the tables or the bucket are missing or out of reach.
         turns, sessions, s3 = self._resources["turns"], self._resources["sessions"], self._resources["s3"]
+        users = self._resources["users"]
         checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             (f"DynamoDB DescribeTable ({self.settings.table_conversations})", lambda: turns.load()),
             (f"DynamoDB DescribeTable ({self.settings.table_sessions})", lambda: sessions.load()),
+            (f"DynamoDB DescribeTable ({self.settings.table_users})", lambda: users.load()),
             (f"S3 HeadBucket ({self.settings.bucket})", lambda: s3.head_bucket(Bucket=self.settings.bucket)),
         ]
         for operation, check in checks:
@@ -372,9 +236,10 @@ class AwsBackend:
             except NotFound as e:
                 raise NotFound(f"{e}; create them with `echo-voice aws init` (or Terraform)") from e
         log.info(
-            "AWS storage: tables %s, %s; bucket %s",
+            "AWS storage: tables %s, %s, %s; bucket %s",
             self.settings.table_conversations,
             self.settings.table_sessions,
+            self.settings.table_users,
             self.settings.bucket,
         )
 
