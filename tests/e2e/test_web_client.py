@@ -3,6 +3,7 @@ the browser's microphone path (Chromium plays a WAV file as a fake microphone)."
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -49,10 +50,12 @@ def browser_page(chromium, stack, tmp_path):
             args=[*FLAGS, f"--use-file-for-fake-audio-capture={question}%noloop"],
         )
         page = browser.new_page()
-        page.goto(stack.base + "/")
+        # As `make run` prints it: the token in the link, kept by the page, then gone from the address bar.
+        page.goto(stack.base + "/?token=" + os.environ["ECHO_API_KEY"])
         page.wait_for_function(
             "document.getElementById('status').textContent.startsWith('Connected')", timeout=30000
         )
+        assert "token=" not in page.url  # not left in the address bar (or in history, or a Referer)
         yield page
         browser.close()
 
