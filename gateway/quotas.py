@@ -98,6 +98,21 @@ class Quotas:
 
     # ----- turns ---------------------------------------------------------------------------------
 
+    def spent(self, user_id: str, spoken: bool) -> bool:
+        """Whether today's known figures already refuse such a turn (no storage call: for speculation)."""
+        known = self.daily.get(user_id)
+        if known is None or known.day != self._day():
+            return False
+        return self._over_spend(known) or (spoken and self._over_audio(known))
+
+    def _over_spend(self, usage: storage_pb2.DailyUsage) -> bool:
+        limit = self.settings.spend_usd_per_day
+        return limit > 0 and usage.cost_usd >= limit
+
+    def _over_audio(self, usage: storage_pb2.DailyUsage) -> bool:
+        limit = self.settings.audio_s_per_day
+        return limit > 0 and usage.audio_s >= limit
+
     async def admit_turn(self, user_id: str, spoken: bool, turn_id: str | None = None) -> None:
         """Raises rate_limited or quota_exceeded (with retry_after_s) for a turn that must not run."""
         settings = self.settings
@@ -105,14 +120,14 @@ class Quotas:
             await asyncio.wait(self.recording, timeout=RECORD_WAIT_S)
         usage = await self._today(user_id)
         midnight = self._seconds_to_midnight()
-        if settings.spend_usd_per_day > 0 and usage.cost_usd >= settings.spend_usd_per_day:
+        if self._over_spend(usage):
             raise ProtocolError(
                 ErrorCode.QUOTA_EXCEEDED,
                 f"today's spend of ${usage.cost_usd:.4f} reached the daily ${settings.spend_usd_per_day:g}",
                 turn_id=turn_id,
                 retry_after_s=midnight,
             )
-        if spoken and settings.audio_s_per_day > 0 and usage.audio_s >= settings.audio_s_per_day:
+        if spoken and self._over_audio(usage):
             raise ProtocolError(
                 ErrorCode.QUOTA_EXCEEDED,
                 f"today's {usage.audio_s:.0f} s of speech reached the daily {settings.audio_s_per_day:g} s"

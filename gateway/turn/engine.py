@@ -268,6 +268,8 @@ class TurnEngine:
         """Start replying to a stable transcript while the end-of-turn silence still runs, held back."""
         if not self.settings.speculate or self.state not in (State.USER_SPEAKING, State.END_PENDING):
             return
+        if self.quotas is not None and self.quotas.spent(self.user_id, spoken=True):
+            return  # the turn will be refused: no model work on it, not even speculative
         assert self.listener is not None
         text = self.carried.join(text)
         if self.speculative is not None and self.speculative.user_text == text:

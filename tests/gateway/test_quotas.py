@@ -109,6 +109,8 @@ def test_daily_audio_stops_spoken_turns_but_not_typed_ones() -> None:
             error = await h.next("error")
             assert error["code"] == ErrorCode.QUOTA_EXCEEDED and "typed turns still work" in error["message"]
             assert (await typed(h, "typing instead"))["text"] == "Typed answer."
+            # The refused turn cost no model work, not even a speculative reply.
+            assert [r.messages[-1].content for r in h.llm.requests] == ["a long question", "typing instead"]
 
     run_virtual(scenario())
 
