@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.service_auth import TOKEN_ENV, TOKEN_FILE_ENV, service_channel
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# One service credential per test session: every process started here gets it, and test-side
+# channels (``grpc_channel``) send it. A test that needs a process without one passes {TOKEN_ENV: ""}.
+SERVICE_TOKEN = secrets.token_urlsafe(32)
+
+
+def grpc_channel(address: str, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+    """A channel to a service started here, sending the session's service credential."""
+    return service_channel(address, options=options, token=SERVICE_TOKEN)
 
 
 def free_port() -> int:
@@ -24,7 +38,7 @@ def free_port() -> int:
 
 
 def serving(address: str) -> bool:
-    """Synchronous health check, usable from sync and async tests alike."""
+    """Synchronous health check, usable from sync and async tests alike (health needs no credential)."""
     with grpc.insecure_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
@@ -33,13 +47,41 @@ def serving(address: str) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def assert_credential_required(
+    address: str, call: Callable[[grpc.aio.Channel], Awaitable[object]]
+) -> None:
+    """``call`` (one RPC on the channel it is given) is refused UNAUTHENTICATED without the service
+    credential and with a wrong one, and works with the right one; health answers without one."""
+    async with grpc.aio.insecure_channel(address) as bare:
+        try:
+            await call(bare)
+        except grpc.aio.AioRpcError as e:
+            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+            assert "missing service credential" in (e.details() or ""), e
+        else:
+            raise AssertionError(f"{address}: a call without the service credential was served")
+        reply = await health_pb2_grpc.HealthStub(bare).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    async with service_channel(address, token=SERVICE_TOKEN[::-1]) as wrong:
+        try:
+            await call(wrong)
+        except grpc.aio.AioRpcError as e:
+            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+            assert e.details() == "wrong service credential", e
+        else:
+            raise AssertionError(f"{address}: a call with a wrong service credential was served")
+    async with grpc_channel(address) as right:
+        await call(right)
+
+
 class ServiceProcess:
     """``python -m MODULE`` in its own process group, with its output kept in a log file."""
 
     def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str | None = None) -> None:
         self.module = module
         self.name = name or module.rsplit(".", 1)[-1]
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        inherited = {k: v for k, v in os.environ.items() if k != TOKEN_FILE_ENV}
+        self.env = {**inherited, "PYTHONUNBUFFERED": "1", TOKEN_ENV: SERVICE_TOKEN, **env}
         self.log_path = log_dir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -174,7 +216,9 @@ class StallingProxy:
                 shape = SHAPES.get(details.method)
                 return None if shape is None else proxy._handler(details.method, *shape)
 
-        self._channel = grpc.aio.insecure_channel(self.target)
+        self._channel = grpc_channel(
+            self.target
+        )  # the proxy checks nothing; what it forwards carries the credential
         self._server = grpc.aio.server()
         self._server.add_generic_rpc_handlers((Handler(),))
         bound = self._server.add_insecure_port(f"127.0.0.1:{port}")

@@ -10,7 +10,7 @@ import pytest
 
 from echo.v1 import storage_pb2, storage_pb2_grpc
 from tests.aws.storage_standin import aws_stand_in, seaweedfs_stand_in
-from tests.servicetools import start_grpc_service
+from tests.servicetools import grpc_channel, start_grpc_service
 
 # "aws": DynamoDB and S3 on moto; "aws-seaweedfs": the same backend with S3 on SeaweedFS, whose S3
 # checks signatures and encrypts at rest as S3 does; "fake": in memory, for deterministic tests.
@@ -38,7 +38,7 @@ def storage(request, log_dir, tmp_path_factory):
 
 @pytest.fixture()
 async def stub(storage):
-    async with grpc.aio.insecure_channel(storage["address"]) as channel:
+    async with grpc_channel(storage["address"]) as channel:
         yield storage_pb2_grpc.StorageStub(channel)
 
 
@@ -150,7 +150,7 @@ async def test_oversize_audio_is_refused_and_leaves_nothing(storage, stub):
         storage["data_dir"] / "logs",
     )
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc_channel(address) as channel:
             small = storage_pb2_grpc.StorageStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await put(small, "sess-big/too_big.wav", big, chunk=64 * 1024)
@@ -211,13 +211,13 @@ async def test_missing_audio_is_not_found(stub):
 
 
 async def test_data_survives_a_restart(storage, log_dir):
-    async with grpc.aio.insecure_channel(storage["address"]) as channel:
+    async with grpc_channel(storage["address"]) as channel:
         stub = storage_pb2_grpc.StorageStub(channel)
         await stub.SaveTurn(turn("conv-durable", "2026-04-01T10:00:00.000000Z"))
         await put(stub, "sess-d/20260401T100000000000Z_output.wav", b"RIFF-data")
     assert storage["proc"].stop() == 0
     storage["proc"], storage["address"] = start_grpc_service("storage", storage["env"], log_dir)
-    async with grpc.aio.insecure_channel(storage["address"]) as channel:
+    async with grpc_channel(storage["address"]) as channel:
         stub = storage_pb2_grpc.StorageStub(channel)
         if storage["backend"] == "fake":
             # In memory by design: a new process starts empty.
