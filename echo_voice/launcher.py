@@ -12,6 +12,7 @@ import httpx
 
 from gateway.config import load as load_gateway
 from services.common.healthcheck import check
+from services.common.service_auth import TOKEN_ENV, TOKEN_FILE_ENV, ensure_local_token
 
 SERVICES = ("storage", "tts", "stt", "llm")
 DEFAULT_PORTS = {"stt": 50051, "llm": 50052, "tts": 50053, "storage": 50054}
@@ -83,7 +84,11 @@ async def run_stack() -> int:
     0) or until a child dies (exit 1, naming it). Every child is stopped before returning."""
     addresses = _addresses()
     gateway = load_gateway()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The service credential every child's gRPC calls carry: ECHO_SERVICE_TOKEN, else the one kept in
+    # the user's config directory (created on the first run), so CLI commands can read it too.
+    token = ensure_local_token()
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_FILE_ENV}
+    env |= {"PYTHONUNBUFFERED": "1", TOKEN_ENV: token}
     for name, (host, port) in addresses.items():
         connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         env.setdefault(f"ECHO_{name.upper()}_ADDR", f"{connect_host}:{port}")
