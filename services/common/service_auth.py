@@ -150,36 +150,30 @@ def _with_token(details: grpc.aio.ClientCallDetails, header: tuple[str, str]) ->
     )
 
 
-class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+class _Attach:
     def __init__(self, header: tuple[str, str]) -> None:
         self._header = header
 
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+    async def _intercept(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, self._header), request)
 
 
-class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, header: tuple[str, str]) -> None:
-        self._header = header
-
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(_with_token(details, self._header), request)
+# One interceptor per call kind: grpc.aio files an interceptor under the first kind it implements only,
+# so a single class implementing all four would leave the streaming calls bare.
+class _UnaryUnary(_Attach, grpc.aio.UnaryUnaryClientInterceptor):
+    intercept_unary_unary = _Attach._intercept
 
 
-class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
-    def __init__(self, header: tuple[str, str]) -> None:
-        self._header = header
-
-    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(_with_token(details, self._header), requests)
+class _UnaryStream(_Attach, grpc.aio.UnaryStreamClientInterceptor):
+    intercept_unary_stream = _Attach._intercept
 
 
-class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
-    def __init__(self, header: tuple[str, str]) -> None:
-        self._header = header
+class _StreamUnary(_Attach, grpc.aio.StreamUnaryClientInterceptor):
+    intercept_stream_unary = _Attach._intercept
 
-    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(_with_token(details, self._header), requests)
+
+class _StreamStream(_Attach, grpc.aio.StreamStreamClientInterceptor):
+    intercept_stream_stream = _Attach._intercept
 
 
 def service_channel(
@@ -188,7 +182,5 @@ def service_channel(
     """A channel to an Echo service whose every call carries the service credential (``token``, by
     default ``service_token()``). Plain TCP: call credentials would need TLS, the token is the check."""
     header = (HEADER, f"Bearer {token or service_token()}")
-    # One interceptor per call kind: grpc.aio files an interceptor under the first kind it implements
-    # only, so a single class implementing all four would leave the streaming calls bare.
     kinds = (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
     return grpc.aio.insecure_channel(address, options=options, interceptors=[k(header) for k in kinds])
