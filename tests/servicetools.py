@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,29 +47,40 @@ def serving(address: str) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def _refusal(channel: grpc.aio.Channel, method: str) -> grpc.aio.AioRpcError:
+    """Call ``method`` (e.g. "/echo.v1.Storage/SaveTurn") with an empty request, or a request stream
+    that sends nothing: the credential is checked on the call's headers, before any message is read.
+    (A client stream that is still writing when the server ends the call may see grpc's own INTERNAL
+    "Internal error from Core" instead of the server's status, so it never writes here.)"""
+    client_streaming, server_streaming = SHAPES[method]
+    kind = f"{'stream' if client_streaming else 'unary'}_{'stream' if server_streaming else 'unary'}"
+
+    async def nothing() -> AsyncIterator[bytes]:
+        await asyncio.Event().wait()  # ended with the channel
+        yield b""
+
+    call = getattr(channel, kind)(method)(nothing() if client_streaming else b"", timeout=30)
+    code = await call.code()
+    assert code == grpc.StatusCode.UNAUTHENTICATED, f"{method}: {code} {await call.details()}"
+    return call
+
+
 async def assert_credential_required(
-    address: str, call: Callable[[grpc.aio.Channel], Awaitable[object]]
+    address: str, methods: list[str], call: Callable[[grpc.aio.Channel], Awaitable[object]]
 ) -> None:
-    """``call`` (one RPC on the channel it is given) is refused UNAUTHENTICATED without the service
-    credential and with a wrong one, and works with the right one; health answers without one."""
+    """Each of ``methods`` is refused UNAUTHENTICATED without the service credential and with a wrong
+    one; ``call`` (a real request on the channel it is given) works with the right one; health
+    answers without one."""
     async with grpc.aio.insecure_channel(address) as bare:
-        try:
-            await call(bare)
-        except grpc.aio.AioRpcError as e:
-            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
-            assert "missing service credential" in (e.details() or ""), e
-        else:
-            raise AssertionError(f"{address}: a call without the service credential was served")
+        for method in methods:
+            refused = await _refusal(bare, method)
+            assert "missing service credential" in await refused.details(), method
         reply = await health_pb2_grpc.HealthStub(bare).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     async with service_channel(address, token=SERVICE_TOKEN[::-1]) as wrong:
-        try:
-            await call(wrong)
-        except grpc.aio.AioRpcError as e:
-            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
-            assert e.details() == "wrong service credential", e
-        else:
-            raise AssertionError(f"{address}: a call with a wrong service credential was served")
+        for method in methods:
+            refused = await _refusal(wrong, method)
+            assert await refused.details() == "wrong service credential", method
     async with grpc_channel(address) as right:
         await call(right)
 

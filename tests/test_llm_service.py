@@ -561,4 +561,7 @@ async def test_calls_need_the_service_credential(llm_service):
         )
         return [e async for e in llm_pb2_grpc.LanguageModelStub(channel).Generate(request, timeout=60)]
 
-    await assert_credential_required(llm_service[1], generate)
+    service = "echo.v1.LanguageModel"
+    await assert_credential_required(
+        llm_service[1], [f"/{service}/Generate", f"/{service}/Prefill"], generate
+    )

@@ -34,11 +34,11 @@ async def test_a_forged_turn_is_refused(storage_address):
         )
         return await storage_pb2_grpc.StorageStub(channel).SaveTurn(turn, timeout=10)
 
-    await assert_credential_required(storage_address, save_turn)
+    await assert_credential_required(storage_address, ["/echo.v1.Storage/SaveTurn"], save_turn)
 
 
 async def test_overwriting_audio_is_refused(storage_address):
-    """A stream-unary call: the refusal comes before the service reads the audio."""
+    """A stream-unary call: the refusal comes on the headers, before the service reads any audio."""
 
     async def put_audio(channel: grpc.aio.Channel) -> storage_pb2.PutAudioResponse:
         async def messages():
@@ -47,7 +47,8 @@ async def test_overwriting_audio_is_refused(storage_address):
 
         return await storage_pb2_grpc.StorageStub(channel).PutAudio(messages(), timeout=10)
 
-    await assert_credential_required(storage_address, put_audio)
+    methods = ["/echo.v1.Storage/PutAudio", "/echo.v1.Storage/GetAudio", "/echo.v1.Storage/DeleteUser"]
+    await assert_credential_required(storage_address, methods, put_audio)
 
 
 @pytest.mark.parametrize("service", ["stt", "llm", "tts", "storage"])

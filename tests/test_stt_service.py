@@ -172,7 +172,7 @@ async def test_final_reuses_the_decode_made_when_speech_went_quiet(stt_address):
 
 
 async def test_calls_need_the_service_credential(stt_address):
-    """A stream-stream call: refused without the credential or with a wrong one, served with it."""
+    """Refused without the credential or with a wrong one (both call kinds), served with it."""
 
     async def streaming(channel: grpc.aio.Channel) -> list[stt_pb2.TranscriptEvent]:
         async def requests():
@@ -182,4 +182,7 @@ async def test_calls_need_the_service_credential(stt_address):
         stub = stt_pb2_grpc.SpeechToTextStub(channel)
         return [event async for event in stub.StreamingRecognize(requests(), timeout=60)]
 
-    await assert_credential_required(stt_address, streaming)
+    service = "echo.v1.SpeechToText"
+    await assert_credential_required(
+        stt_address, [f"/{service}/StreamingRecognize", f"/{service}/Recognize"], streaming
+    )

@@ -173,4 +173,7 @@ async def test_calls_need_the_service_credential(tts_address):
         stub = tts_pb2_grpc.TextToSpeechStub(channel)
         return [r async for r in stub.Synthesize(tts_pb2.SynthesizeRequest(text="Hi."), timeout=60)]
 
-    await assert_credential_required(tts_address, synthesize)
+    service = "echo.v1.TextToSpeech"
+    await assert_credential_required(
+        tts_address, [f"/{service}/Synthesize", f"/{service}/ListVoices"], synthesize
+    )
