@@ -71,8 +71,8 @@ def configured_token() -> str:
         return _read_file(Path(named), TOKEN_FILE_ENV)
     raise ConfigError(
         f"{TOKEN_ENV} is not set: a service refuses to start without the shared service credential "
-        f"(there is no unauthenticated mode). Set {TOKEN_ENV} or {TOKEN_FILE_ENV}; `echo-voice run` "
-        "sets it for every process it starts"
+        f"(there is no unauthenticated mode). Set {TOKEN_ENV}, or {TOKEN_FILE_ENV}={token_path()} "
+        "to use the one `echo-voice run` keeps (it sets the token for every process it starts)"
     )
 
 
