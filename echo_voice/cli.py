@@ -198,10 +198,10 @@ def _aws(args: argparse.Namespace) -> int:
 
 
 def storage_channel(address: str) -> grpc.Channel:
-    """The one place the CLI opens its channel to the storage service (credentials go here)."""
-    import grpc
+    """The one place the CLI opens its channel to the storage service, with the service credential."""
+    from services.common.service_auth import blocking_service_channel
 
-    return grpc.insecure_channel(address)
+    return blocking_service_channel(address)
 
 
 def _storage_call(method: str, request: object) -> Any:

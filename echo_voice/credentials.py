@@ -9,10 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from services.common.service_auth import token_path
+
 
 def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "echo"
+    """Where Echo keeps the user's secrets (the service token sits beside this file)."""
+    return token_path().parent
 
 
 def credentials_path() -> Path:

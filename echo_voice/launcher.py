@@ -8,10 +8,15 @@ import signal
 import sys
 import time
 
+import grpc
 import httpx
 
+from echo.v1 import storage_pb2_grpc
+from echo_voice.credentials import credentials_path
+from echo_voice.first_run import local_key
 from gateway.config import load as load_gateway
 from services.common.healthcheck import check
+from services.common.service_auth import TOKEN_ENV, TOKEN_FILE_ENV, ensure_local_token, service_channel
 
 SERVICES = ("storage", "tts", "stt", "llm")
 DEFAULT_PORTS = {"stt": 50051, "llm": 50052, "tts": 50053, "storage": 50054}
@@ -83,7 +88,11 @@ async def run_stack() -> int:
     0) or until a child dies (exit 1, naming it). Every child is stopped before returning."""
     addresses = _addresses()
     gateway = load_gateway()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The service credential every child's gRPC calls carry: ECHO_SERVICE_TOKEN, else the one kept in
+    # the user's config directory (created on the first run), so CLI commands can read it too.
+    token = ensure_local_token()
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_FILE_ENV}
+    env |= {"PYTHONUNBUFFERED": "1", TOKEN_ENV: token}
     for name, (host, port) in addresses.items():
         connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         env.setdefault(f"ECHO_{name.upper()}_ADDR", f"{connect_host}:{port}")
@@ -120,14 +129,22 @@ async def run_stack() -> int:
             return 1
         if stop.is_set():
             return 130
+        try:
+            async with service_channel(env["ECHO_STORAGE_ADDR"], token=token) as channel:
+                key, created = await local_key(storage_pb2_grpc.StorageStub(channel))
+        except grpc.aio.AioRpcError as e:
+            print(f"Echo: could not get the local user's API key from storage: {e.details()}", flush=True)
+            return 1
+        if created:
+            print(f"Echo: created an API key for the user 'local', saved in {credentials_path()}", flush=True)
         base = f"{gateway.host}:{gateway.port}"
         print(
             f"\nEcho is up in {time.monotonic() - started:.1f} s.\n"
-            f"  Web voice client:  http://{base}/\n"
+            f"  Web voice client:  http://{base}/?token={key}\n"
             f"  Voice WebSocket:   ws://{base}/v1/voice\n"
             f"  Conversations API: http://{base}/v1/conversations\n"
             f"  Readiness:         http://{base}/readyz\n"
-            f"  Try:               echo-voice talk some.wav   |   echo-voice chat\n"
+            f"  Try:               echo-voice talk some.wav   |   echo-voice chat   (they use that key)\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

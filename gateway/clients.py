@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from echo.v1 import llm_pb2_grpc, storage_pb2_grpc, stt_pb2_grpc, tts_pb2_grpc
 from gateway.config import GatewaySettings
 from gateway.events import ErrorCode, ProtocolError
+from services.common.service_auth import service_channel, service_token
 
 _OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -37,8 +38,9 @@ class Services:
             "tts": settings.tts_addr,
             "storage": settings.storage_addr,
         }
+        token = service_token()  # ConfigError at startup, not UNAUTHENTICATED on the first turn
         channels = {
-            name: grpc.aio.insecure_channel(addr, options=_OPTIONS) for name, addr in addresses.items()
+            name: service_channel(addr, options=_OPTIONS, token=token) for name, addr in addresses.items()
         }
         return cls(
             stt=stt_pb2_grpc.SpeechToTextStub(channels["stt"]),

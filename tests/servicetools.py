@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.service_auth import TOKEN_ENV, TOKEN_FILE_ENV, service_channel
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# One service credential per test session: every process started here gets it, and test-side
+# channels (``grpc_channel``) send it. A test that needs a process without one passes {TOKEN_ENV: ""}.
+SERVICE_TOKEN = secrets.token_urlsafe(32)
+
+
+def grpc_channel(address: str, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+    """A channel to a service started here, sending the session's service credential."""
+    return service_channel(address, options=options, token=SERVICE_TOKEN)
 
 
 def free_port() -> int:
@@ -24,7 +38,7 @@ def free_port() -> int:
 
 
 def serving(address: str) -> bool:
-    """Synchronous health check, usable from sync and async tests alike."""
+    """Synchronous health check, usable from sync and async tests alike (health needs no credential)."""
     with grpc.insecure_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
@@ -33,13 +47,52 @@ def serving(address: str) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def _refusal(channel: grpc.aio.Channel, method: str) -> grpc.aio.AioRpcError:
+    """Call ``method`` (e.g. "/echo.v1.Storage/SaveTurn") with an empty request, or a request stream
+    that sends nothing: the credential is checked on the call's headers, before any message is read.
+    (A client stream that is still writing when the server ends the call may see grpc's own INTERNAL
+    "Internal error from Core" instead of the server's status, so it never writes here.)"""
+    client_streaming, server_streaming = SHAPES[method]
+    kind = f"{'stream' if client_streaming else 'unary'}_{'stream' if server_streaming else 'unary'}"
+
+    async def nothing() -> AsyncIterator[bytes]:
+        await asyncio.Event().wait()  # ended with the channel
+        yield b""
+
+    call = getattr(channel, kind)(method)(nothing() if client_streaming else b"", timeout=30)
+    code = await call.code()
+    assert code == grpc.StatusCode.UNAUTHENTICATED, f"{method}: {code} {await call.details()}"
+    return call
+
+
+async def assert_credential_required(
+    address: str, methods: list[str], call: Callable[[grpc.aio.Channel], Awaitable[object]]
+) -> None:
+    """Each of ``methods`` is refused UNAUTHENTICATED without the service credential and with a wrong
+    one; ``call`` (a real request on the channel it is given) works with the right one; health
+    answers without one."""
+    async with grpc.aio.insecure_channel(address) as bare:
+        for method in methods:
+            refused = await _refusal(bare, method)
+            assert "missing service credential" in await refused.details(), method
+        reply = await health_pb2_grpc.HealthStub(bare).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    async with service_channel(address, token=SERVICE_TOKEN[::-1]) as wrong:
+        for method in methods:
+            refused = await _refusal(wrong, method)
+            assert await refused.details() == "wrong service credential", method
+    async with grpc_channel(address) as right:
+        await call(right)
+
+
 class ServiceProcess:
     """``python -m MODULE`` in its own process group, with its output kept in a log file."""
 
     def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str | None = None) -> None:
         self.module = module
         self.name = name or module.rsplit(".", 1)[-1]
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        inherited = {k: v for k, v in os.environ.items() if k != TOKEN_FILE_ENV}
+        self.env = {**inherited, "PYTHONUNBUFFERED": "1", TOKEN_ENV: SERVICE_TOKEN, **env}
         self.log_path = log_dir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -174,7 +227,9 @@ class StallingProxy:
                 shape = SHAPES.get(details.method)
                 return None if shape is None else proxy._handler(details.method, *shape)
 
-        self._channel = grpc.aio.insecure_channel(self.target)
+        self._channel = grpc_channel(
+            self.target
+        )  # the proxy checks nothing; what it forwards carries the credential
         self._server = grpc.aio.server()
         self._server.add_generic_rpc_handlers((Handler(),))
         bound = self._server.add_insecure_port(f"127.0.0.1:{port}")

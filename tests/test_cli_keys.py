@@ -13,7 +13,8 @@ import pytest
 
 from echo.v1 import storage_pb2, storage_pb2_grpc
 from services.common import apikeys
-from tests.servicetools import free_port, start_grpc_service
+from services.common.service_auth import blocking_service_channel
+from tests.servicetools import SERVICE_TOKEN, free_port, start_grpc_service
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def storage_addr(log_dir, tmp_path_factory):
 def cli(address: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "echo_voice.cli", *args],
-        env={**os.environ, "ECHO_STORAGE_ADDR": address},
+        env={**os.environ, "ECHO_STORAGE_ADDR": address, "ECHO_SERVICE_TOKEN": SERVICE_TOKEN},
         input=stdin,
         capture_output=True,
         text=True,
@@ -36,7 +37,7 @@ def cli(address: str, *args: str, stdin: str | None = None) -> subprocess.Comple
 
 
 def stub_call(address: str, method: str, request: object) -> object:
-    with grpc.insecure_channel(address) as channel:
+    with blocking_service_channel(address, SERVICE_TOKEN) as channel:
         return getattr(storage_pb2_grpc.StorageStub(channel), method)(request, timeout=10)
 
 

@@ -35,7 +35,7 @@ from services.stt.server import SpeechToTextServicer
 from services.tts.backends.fake import FakeTTSBackend, FakeTTSSettings
 from services.tts.config import TTSSettings
 from services.tts.fallback import FallbackTTS
-from tests.servicetools import free_port
+from tests.servicetools import SERVICE_TOKEN, free_port, grpc_channel
 from tests.virtual_clock import run_virtual
 
 RATE = 16000
@@ -504,10 +504,11 @@ async def test_the_served_health_follows_the_chain_over_grpc() -> None:
             on_start=chain.start,
             on_stop=chain.close,
             availability=chain,
+            token=SERVICE_TOKEN,
         )
     )
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with grpc_channel(f"127.0.0.1:{port}") as channel:
             watch = health_pb2_grpc.HealthStub(channel).Watch(
                 health_pb2.HealthCheckRequest(service=service), wait_for_ready=True, timeout=30
             )

@@ -20,7 +20,7 @@ from services.llm.backends.llamacpp_context import ModelSlot
 from services.llm.backends.openai_compat import OpenAICompatBackend, OpenAICompatSettings
 from services.llm.config import LLMSettings
 from tests.conftest import require_model
-from tests.servicetools import start_grpc_service
+from tests.servicetools import grpc_channel, start_grpc_service
 from tests.test_llm_service import wait_until
 
 MODEL = "smollm2-135m"
@@ -67,7 +67,7 @@ def llm_service(log_dir):
 
 @pytest.fixture
 async def stub(llm_service):
-    async with grpc.aio.insecure_channel(llm_service) as channel:
+    async with grpc_channel(llm_service) as channel:
         yield llm_pb2_grpc.LanguageModelStub(channel)
 
 

@@ -37,7 +37,7 @@ from services.llm.backends.openai_compat import (
 from services.llm.config import LLMSettings
 from services.llm.prices import PriceTable
 from tests.conftest import require_model
-from tests.servicetools import ROOT, free_port, start_grpc_service
+from tests.servicetools import ROOT, assert_credential_required, free_port, grpc_channel, start_grpc_service
 
 pytestmark = pytest.mark.models
 
@@ -82,7 +82,7 @@ def llm_service(log_dir):
 
 @pytest.fixture
 async def stub(llm_service):
-    async with grpc.aio.insecure_channel(llm_service[1]) as channel:
+    async with grpc_channel(llm_service[1]) as channel:
         yield llm_pb2_grpc.LanguageModelStub(channel)
 
 
@@ -273,7 +273,7 @@ async def test_health_and_list_models_answer_while_a_generation_runs(stub, llm_s
     task = asyncio.create_task(generate())
     try:
         await asyncio.wait_for(three.wait(), 120)
-        async with grpc.aio.insecure_channel(llm_service[1]) as channel:
+        async with grpc_channel(llm_service[1]) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for _ in range(3):
                 reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=60)
@@ -418,7 +418,7 @@ def http_service(openai_server, log_dir):
 
 @pytest.fixture
 async def http_stub(http_service):
-    async with grpc.aio.insecure_channel(http_service) as channel:
+    async with grpc_channel(http_service) as channel:
         yield llm_pb2_grpc.LanguageModelStub(channel)
 
 
@@ -541,7 +541,7 @@ def dead_url_service(log_dir):
 
 async def test_http_backend_with_no_server_is_unavailable(dead_url_service):
     dead, address = dead_url_service
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc_channel(address) as channel:
         stub = llm_pb2_grpc.LanguageModelStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await collect(stub, llm_pb2.GenerateRequest(messages=[user("hi")]))
@@ -550,3 +550,18 @@ async def test_http_backend_with_no_server_is_unavailable(dead_url_service):
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.ListModels(llm_pb2.ListModelsRequest(), timeout=10)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_calls_need_the_service_credential(llm_service):
+    """Nobody on the host calls the model directly without the credential."""
+
+    async def generate(channel: grpc.aio.Channel) -> list[llm_pb2.GenerateEvent]:
+        request = llm_pb2.GenerateRequest(
+            messages=[user("Say hi.")], sampling=llm_pb2.SamplingParams(max_tokens=2, seed=3)
+        )
+        return [e async for e in llm_pb2_grpc.LanguageModelStub(channel).Generate(request, timeout=60)]
+
+    service = "echo.v1.LanguageModel"
+    await assert_credential_required(
+        llm_service[1], [f"/{service}/Generate", f"/{service}/Prefill"], generate
+    )

@@ -12,7 +12,7 @@ import pytest
 from echo.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 from services.common.audio import wav_bytes
 from tests.conftest import require_model
-from tests.servicetools import start_grpc_service
+from tests.servicetools import assert_credential_required, grpc_channel, start_grpc_service
 from tests.speech import speech_pcm, words
 
 PHRASE = "The weather in Paris is sunny today."
@@ -60,7 +60,7 @@ async def _stream(address: str, config, pcm: bytes, chunk: int = 3200, realtime:
             if realtime:  # as a microphone would: partials only exist while audio is still coming
                 await asyncio.sleep(chunk / bytes_per_s)
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc_channel(address) as channel:
         stub = stt_pb2_grpc.SpeechToTextStub(channel)
         return [event async for event in stub.StreamingRecognize(requests(), timeout=120)]
 
@@ -86,7 +86,7 @@ async def test_streaming_resamples_other_rates(stt_address):
 
 async def test_unary_recognize_reads_a_wav_file(stt_address):
     data = wav_bytes(speech_pcm("Please remind me to buy milk.", 22050), 22050)
-    async with grpc.aio.insecure_channel(stt_address) as channel:
+    async with grpc_channel(stt_address) as channel:
         reply = await stt_pb2_grpc.SpeechToTextStub(channel).Recognize(
             stt_pb2.RecognizeRequest(config=_config(encoding=audio_pb2.WAV, rate=0), audio=data), timeout=60
         )
@@ -97,7 +97,7 @@ async def test_unary_recognize_reads_a_wav_file(stt_address):
 async def test_unary_recognize_decodes_webm_opus_from_a_browser(stt_address):
     data = webm_opus(speech_pcm("Please remind me to buy milk.", 48000))
     assert data[:4] == b"\x1a\x45\xdf\xa3"  # EBML: a Matroska/WebM container
-    async with grpc.aio.insecure_channel(stt_address) as channel:
+    async with grpc_channel(stt_address) as channel:
         reply = await stt_pb2_grpc.SpeechToTextStub(channel).Recognize(
             stt_pb2.RecognizeRequest(config=_config(encoding=audio_pb2.WEBM_OPUS, rate=0), audio=data),
             timeout=60,
@@ -107,7 +107,7 @@ async def test_unary_recognize_decodes_webm_opus_from_a_browser(stt_address):
 
 async def test_corrupt_webm_is_invalid_argument(stt_address):
     data = webm_opus(speech_pcm("Please remind me to buy milk.", 48000))
-    async with grpc.aio.insecure_channel(stt_address) as channel:
+    async with grpc_channel(stt_address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stt_pb2_grpc.SpeechToTextStub(channel).Recognize(
                 stt_pb2.RecognizeRequest(
@@ -139,7 +139,7 @@ async def test_audio_before_config_is_invalid_argument(stt_address):
     async def requests():
         yield stt_pb2.StreamingRecognizeRequest(audio=b"\0" * 320)
 
-    async with grpc.aio.insecure_channel(stt_address) as channel:
+    async with grpc_channel(stt_address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             async for _ in stt_pb2_grpc.SpeechToTextStub(channel).StreamingRecognize(requests(), timeout=30):
                 pass
@@ -147,7 +147,7 @@ async def test_audio_before_config_is_invalid_argument(stt_address):
 
 
 async def test_garbage_file_is_invalid_argument(stt_address):
-    async with grpc.aio.insecure_channel(stt_address) as channel:
+    async with grpc_channel(stt_address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stt_pb2_grpc.SpeechToTextStub(channel).Recognize(
                 stt_pb2.RecognizeRequest(config=_config(encoding=audio_pb2.WAV), audio=b"RIFFnonsense"),
@@ -169,3 +169,20 @@ async def test_final_reuses_the_decode_made_when_speech_went_quiet(stt_address):
     cut = samples[: int(np.nonzero(np.abs(samples) > 3000)[0][-1])].tobytes()
     events = await _stream(stt_address, _config(interim=True), cut, realtime=True)
     assert events[-1].decode_ms > 0 and {"weather", "paris"} <= words(events[-1].text)
+
+
+async def test_calls_need_the_service_credential(stt_address):
+    """Refused without the credential or with a wrong one (both call kinds), served with it."""
+
+    async def streaming(channel: grpc.aio.Channel) -> list[stt_pb2.TranscriptEvent]:
+        async def requests():
+            yield stt_pb2.StreamingRecognizeRequest(config=_config())
+            yield stt_pb2.StreamingRecognizeRequest(audio=bytes(3200))
+
+        stub = stt_pb2_grpc.SpeechToTextStub(channel)
+        return [event async for event in stub.StreamingRecognize(requests(), timeout=60)]
+
+    service = "echo.v1.SpeechToText"
+    await assert_credential_required(
+        stt_address, [f"/{service}/StreamingRecognize", f"/{service}/Recognize"], streaming
+    )

@@ -12,7 +12,7 @@ import pytest
 from echo.v1 import audio_pb2, tts_pb2, tts_pb2_grpc
 from services.common.audio import pcm16_to_float, rms_dbfs
 from tests.conftest import require_model
-from tests.servicetools import start_grpc_service
+from tests.servicetools import assert_credential_required, grpc_channel, start_grpc_service
 from tests.speech import words
 
 
@@ -30,7 +30,7 @@ def tts_address(tts_service):
 
 
 async def _synthesize(address: str, request: tts_pb2.SynthesizeRequest) -> list[tts_pb2.SynthesizeResponse]:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc_channel(address) as channel:
         stub = tts_pb2_grpc.TextToSpeechStub(channel)
         return [r async for r in stub.Synthesize(request, timeout=120)]
 
@@ -77,7 +77,7 @@ async def test_speech_is_intelligible_to_whisper(tts_address):
 
 
 async def test_list_voices_names_the_default(tts_address):
-    async with grpc.aio.insecure_channel(tts_address) as channel:
+    async with grpc_channel(tts_address) as channel:
         reply = await tts_pb2_grpc.TextToSpeechStub(channel).ListVoices(
             tts_pb2.ListVoicesRequest(), timeout=10
         )
@@ -118,7 +118,7 @@ async def test_bad_requests_get_specific_errors(tts_address, request_, code, mes
 async def test_cancelling_a_synthesis_stops_it(tts_service):
     proc, address = tts_service
     text = " ".join(f"This is sentence number {i} of a long answer." for i in range(40))
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc_channel(address) as channel:
         stub = tts_pb2_grpc.TextToSpeechStub(channel)
         call = stub.Synthesize(tts_pb2.SynthesizeRequest(text=text), timeout=120)
         received = 0
@@ -147,7 +147,7 @@ async def test_reflection_lists_and_describes_the_services(tts_address):
     from google.protobuf import descriptor_pb2
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    async with grpc.aio.insecure_channel(tts_address) as channel:
+    async with grpc_channel(tts_address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         requests = [
             reflection_pb2.ServerReflectionRequest(list_services=""),
@@ -166,3 +166,14 @@ async def test_reflection_lists_and_describes_the_services(tts_address):
     ]
     service = next(s for f in files for s in f.service if s.name == "TextToSpeech")
     assert {m.name for m in service.method} >= {"Synthesize", "ListVoices"}
+
+
+async def test_calls_need_the_service_credential(tts_address):
+    async def synthesize(channel: grpc.aio.Channel) -> list[tts_pb2.SynthesizeResponse]:
+        stub = tts_pb2_grpc.TextToSpeechStub(channel)
+        return [r async for r in stub.Synthesize(tts_pb2.SynthesizeRequest(text="Hi."), timeout=60)]
+
+    service = "echo.v1.TextToSpeech"
+    await assert_credential_required(
+        tts_address, [f"/{service}/Synthesize", f"/{service}/ListVoices"], synthesize
+    )

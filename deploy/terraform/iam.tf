@@ -190,3 +190,32 @@ data "aws_iam_policy_document" "gateway_task" {
   }
 }
 
+
+# ---------------------------------------------------------------------------------------------------
+# Execution role: read the service credential (secrets.tf), and only it, to inject ECHO_SERVICE_TOKEN
+# into the tasks; the secret is encrypted with the stack key, decrypted through Secrets Manager only.
+# ---------------------------------------------------------------------------------------------------
+data "aws_iam_policy_document" "execution_secrets" {
+  statement {
+    sid       = "ServiceToken"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.service_token.arn]
+  }
+
+  statement {
+    sid       = "ServiceTokenKey"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.main.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${var.aws_region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "execution_secrets" {
+  name   = "service-token"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution_secrets.json
+}

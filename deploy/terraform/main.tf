@@ -156,6 +156,7 @@ module "stt" {
   cluster_arn                   = aws_ecs_cluster.main.arn
   cluster_name                  = aws_ecs_cluster.main.name
   execution_role_arn            = aws_iam_role.execution.arn
+  secrets                       = local.service_secrets
   subnet_ids                    = module.network.private_subnet_ids
   security_group_id             = aws_security_group.service["stt"].id
   service_connect_namespace_arn = aws_service_discovery_http_namespace.main.arn
@@ -197,6 +198,7 @@ module "llm" {
   cluster_arn                   = aws_ecs_cluster.main.arn
   cluster_name                  = aws_ecs_cluster.main.name
   execution_role_arn            = aws_iam_role.execution.arn
+  secrets                       = local.service_secrets
   subnet_ids                    = module.network.private_subnet_ids
   security_group_id             = aws_security_group.service["llm"].id
   service_connect_namespace_arn = aws_service_discovery_http_namespace.main.arn
@@ -238,6 +240,7 @@ module "tts" {
   cluster_arn                   = aws_ecs_cluster.main.arn
   cluster_name                  = aws_ecs_cluster.main.name
   execution_role_arn            = aws_iam_role.execution.arn
+  secrets                       = local.service_secrets
   subnet_ids                    = module.network.private_subnet_ids
   security_group_id             = aws_security_group.service["tts"].id
   service_connect_namespace_arn = aws_service_discovery_http_namespace.main.arn
@@ -286,6 +289,7 @@ module "storage" {
   cluster_arn                   = aws_ecs_cluster.main.arn
   cluster_name                  = aws_ecs_cluster.main.name
   execution_role_arn            = aws_iam_role.execution.arn
+  secrets                       = local.service_secrets
   subnet_ids                    = module.network.private_subnet_ids
   security_group_id             = aws_security_group.service["storage"].id
   service_connect_namespace_arn = aws_service_discovery_http_namespace.main.arn
@@ -335,6 +339,7 @@ module "gateway" {
   cluster_arn                   = aws_ecs_cluster.main.arn
   cluster_name                  = aws_ecs_cluster.main.name
   execution_role_arn            = aws_iam_role.execution.arn
+  secrets                       = local.service_secrets
   subnet_ids                    = module.network.private_subnet_ids
   security_group_id             = aws_security_group.gateway.id
   service_connect_namespace_arn = aws_service_discovery_http_namespace.main.arn

@@ -303,3 +303,9 @@ variable "web_certificate_arn" {
   type        = string
   default     = ""
 }
+
+variable "service_token_version" {
+  description = "Bump to rotate the service credential (ECHO_SERVICE_TOKEN): a new random value is written; then redeploy all five services."
+  type        = number
+  default     = 1
+}

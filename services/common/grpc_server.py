@@ -12,7 +12,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.config import ConfigError
 from services.common.interceptors import CancellationLogger
+from services.common.service_auth import ServiceCredentialCheck, configured_token
 
 log = logging.getLogger("echo.service")
 
@@ -66,15 +68,21 @@ async def serve(
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     availability: AvailabilitySource | None = None,
+    token: str | None = None,
 ) -> None:
     """Run a service until SIGTERM/SIGINT, then drain in-flight calls for GRACE_SECONDS.
 
     ``on_start`` runs before the health status turns SERVING (load models there), so a client that
     waits for health never talks to a half-ready service. With ``availability`` (a fallback chain),
-    health then follows it: NOT_SERVING while every backend is down.
+    health then follows it: NOT_SERVING while every backend is down. Every call but health's must
+    carry the service credential ``token`` (default: ECHO_SERVICE_TOKEN; none is a ConfigError).
     """
+    token = configured_token() if token is None else token
+    if not token:
+        raise ConfigError("the service credential is empty: set ECHO_SERVICE_TOKEN")
     server = grpc.aio.server(
-        interceptors=[CancellationLogger()],
+        # The credential check first: a refused call never reaches the service or its logging.
+        interceptors=[ServiceCredentialCheck(token), CancellationLogger()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -130,6 +138,7 @@ def run_service(
 ) -> None:
     """Entry point body shared by every service's ``__main__``."""
     configure_logging(getattr(settings, "log_level", "INFO"))
+    token = configured_token()  # before any model loads: a service without one refuses to start
     asyncio.run(
         serve(
             name,
@@ -140,5 +149,6 @@ def run_service(
             on_start=backend.start,  # type: ignore[attr-defined]
             on_stop=backend.close,  # type: ignore[attr-defined]
             availability=backend if isinstance(backend, AvailabilitySource) else None,
+            token=token,
         )
     )

@@ -1,5 +1,6 @@
 """`python -m services.common.healthcheck HOST:PORT [SERVICE]`: exit 0 when the gRPC health service
-says SERVING. Used by container HEALTHCHECKs and the launcher."""
+says SERVING. Used by container HEALTHCHECKs and the launcher. It sends no service credential: the
+health service is the one the services answer without it (services.common.service_auth)."""
 
 from __future__ import annotations
 

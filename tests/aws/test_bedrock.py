@@ -20,7 +20,7 @@ from services.llm.backends.bedrock import BedrockBackend
 from services.llm.config import LLMSettings
 from tests.aws.bedrock_standin import BedrockStandIn, ModelScript
 from tests.aws.conftest import isolated_aws_env
-from tests.servicetools import start_grpc_service
+from tests.servicetools import grpc_channel, start_grpc_service
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 SONNET = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -296,7 +296,7 @@ async def test_through_the_llm_service(standin_server, log_dir):
     env = isolated_aws_env(AWS_ENDPOINT_URL_BEDROCK_RUNTIME=url, AWS_ENDPOINT_URL_BEDROCK=url)
     proc, address = start_grpc_service("llm", {"ECHO_LLM_SERVICE": "bedrock", **env}, log_dir)
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc_channel(address) as channel:
             stub = llm_pb2_grpc.LanguageModelStub(channel)
             events = [e async for e in stub.Generate(request("Is it raining?"), timeout=30)]
             assert "".join(e.delta for e in events) == "You asked: Is it raining?"

@@ -21,7 +21,7 @@ from services.tts.backends.polly import PhraseCache, PollyBackend, PollySettings
 from services.tts.config import TTSSettings
 from tests.aws.conftest import isolated_aws_env
 from tests.aws.standins import Reply, sdk_response
-from tests.servicetools import start_grpc_service
+from tests.servicetools import grpc_channel, start_grpc_service
 
 
 class Recorder:
@@ -319,7 +319,7 @@ async def test_through_the_tts_service(moto_url, log_dir):
         "tts", {"ECHO_TTS_SERVICE": "polly", **isolated_aws_env(moto_url)}, log_dir
     )
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc_channel(address) as channel:
             stub = tts_pb2_grpc.TextToSpeechStub(channel)
             voices = await stub.ListVoices(tts_pb2.ListVoicesRequest(language="en-US"), timeout=10)
             assert "Joanna" in [v.name for v in voices.voices]

@@ -13,7 +13,7 @@ import pytest
 from echo.v1 import storage_pb2, storage_pb2_grpc
 from tests.aws.conftest import FAKE_CREDENTIALS, isolated_aws_env
 from tests.aws.storage_standin import FaultyAws, run_aws_init
-from tests.servicetools import start_grpc_service
+from tests.servicetools import grpc_channel, start_grpc_service
 
 NAMES = {
     "DYNAMODB_TABLE_CONVERSATIONS": "errors-conversations",
@@ -40,7 +40,7 @@ def faulty(moto_url, log_dir):
 async def stub(faulty):
     proxy, address = faulty
     proxy.faults.clear()
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc_channel(address) as channel:
         yield storage_pb2_grpc.StorageStub(channel), proxy
 
 

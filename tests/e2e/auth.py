@@ -12,18 +12,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import grpc
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from echo.v1 import storage_pb2, storage_pb2_grpc
 from services.common import apikeys
+from services.common.service_auth import blocking_service_channel
+from tests.servicetools import SERVICE_TOKEN
 
 
 def create_key(storage_address: str, user_id: str, label: str = "tests") -> tuple[str, str]:
     """A new API key of ``user_id``, stored (hashed) by the storage service; returns (key, key_id)."""
     key, key_id, digest = apikeys.generate(user_id)
-    with grpc.insecure_channel(storage_address) as channel:
+    with blocking_service_channel(storage_address, SERVICE_TOKEN) as channel:
         storage_pb2_grpc.StorageStub(channel).CreateApiKey(
             storage_pb2.ApiKey(key_id=key_id, user_id=user_id, key_sha256=digest, label=label), timeout=10
         )
@@ -31,7 +32,7 @@ def create_key(storage_address: str, user_id: str, label: str = "tests") -> tupl
 
 
 def revoke_key(storage_address: str, key_id: str) -> None:
-    with grpc.insecure_channel(storage_address) as channel:
+    with blocking_service_channel(storage_address, SERVICE_TOKEN) as channel:
         storage_pb2_grpc.StorageStub(channel).RevokeApiKey(
             storage_pb2.RevokeApiKeyRequest(key_id=key_id), timeout=10
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -14,8 +16,11 @@ import time
 import wave
 from pathlib import Path
 
+import grpc
 import httpx
+import pytest
 
+from echo.v1 import storage_pb2, storage_pb2_grpc
 from tests.conftest import require_model
 from tests.servicetools import ROOT, free_port
 from tests.speech import speech_wav, words
@@ -120,7 +125,11 @@ class Launched:
         for model in ("whisper-tiny.en", "smollm2-135m", "piper-joe"):
             require_model(model)
         self.ports = {name: free_port() for name in ("stt", "llm", "tts", "storage", "gateway")}
-        env = {k: v for k, v in os.environ.items() if not re.fullmatch(r"ECHO_\w+_(ADDR|PORT|HOST)", k)}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not re.fullmatch(r"ECHO_\w+_(ADDR|PORT|HOST)|ECHO_SERVICE_TOKEN(_FILE)?", k)
+        }
         env |= {f"ECHO_{name.upper()}_PORT": str(port) for name, port in self.ports.items()}
         env |= {
             "ECHO_STT_MODEL": "whisper-tiny.en",
@@ -128,7 +137,10 @@ class Launched:
             "ECHO_TTS_VOICE": "piper-joe",
             "ECHO_DATA_DIR": str(tmp_path / "data"),
             "ECHO_STORAGE_DATA_DIR": str(tmp_path / "data"),
+            # Where `run` keeps the service credential it generates: not the developer's own.
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
         }
+        self.token_file = tmp_path / "config" / "echo" / "service-token"
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "echo_voice.cli", "run"],
@@ -202,6 +214,27 @@ def test_run_starts_the_stack_and_sigterm_stops_every_process(tmp_path):
         ready = httpx.get(f"http://127.0.0.1:{launched.ports['gateway']}/readyz", timeout=10)
         assert ready.status_code == 200 and set(ready.json()["services"].values()) == {"SERVING"}
         assert f"ws://127.0.0.1:{launched.ports['gateway']}/v1/voice" in launched.output
+        # It generated the service credential, private to the user, and gave it to every process.
+        assert stat.S_IMODE(launched.token_file.stat().st_mode) == 0o600
+        token = launched.token_file.read_text().strip()
+        with grpc.insecure_channel(f"127.0.0.1:{launched.ports['storage']}") as channel:
+            stub = storage_pb2_grpc.StorageStub(channel)
+            request = storage_pb2.ListConversationsRequest(user_id="local")
+            stub.ListConversations(request, metadata=[("authorization", f"Bearer {token}")], timeout=10)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ListConversations(request, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # The local user's API key: made on first start, in the printed link and the credentials file.
+        credentials = launched.token_file.with_name("credentials.json")
+        assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+        key = json.loads(credentials.read_text())["api_key"]
+        assert f"/?token={key}" in launched.output
+        gateway = f"http://127.0.0.1:{launched.ports['gateway']}"
+        listed = httpx.get(
+            f"{gateway}/v1/conversations", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+        assert listed.status_code == 200 and listed.json()["conversations"] == []
+        assert httpx.get(f"{gateway}/v1/conversations", timeout=10).status_code == 401
         os.kill(launched.proc.pid, signal.SIGTERM)
         assert launched.finish() == 0, launched.output
         assert "Echo: stopped." in launched.output

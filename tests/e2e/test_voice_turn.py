@@ -6,7 +6,6 @@ import asyncio
 import io
 import wave
 
-import grpc
 import httpx
 import pytest
 
@@ -14,13 +13,14 @@ from echo.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 from echo_voice.client import VoiceClient
 from services.common.audio import rms_dbfs, wav_bytes
 from tests.e2e.auth import auth_headers
+from tests.servicetools import grpc_channel
 from tests.speech import speech_pcm, words
 
 QUESTION = "What is the capital city of France?"
 
 
 async def transcribe(address: str, pcm: bytes, rate: int) -> str:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc_channel(address) as channel:
         reply = await stt_pb2_grpc.SpeechToTextStub(channel).Recognize(
             stt_pb2.RecognizeRequest(
                 config=stt_pb2.RecognitionConfig(audio=audio_pb2.AudioFormat(encoding=audio_pb2.WAV)),

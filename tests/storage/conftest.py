@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from echo.v1 import storage_pb2_grpc
 from tests.aws.storage_standin import aws_stand_in, seaweedfs_stand_in
-from tests.servicetools import start_grpc_service
+from tests.servicetools import grpc_channel, start_grpc_service
 
 # "aws": DynamoDB and S3 on moto; "aws-seaweedfs": the same backend with S3 on SeaweedFS, whose S3
 # checks signatures and encrypts at rest as S3 does; "fake": in memory, for deterministic tests.
@@ -35,5 +34,5 @@ def storage(request, log_dir, tmp_path_factory):
 
 @pytest.fixture()
 async def stub(storage):
-    async with grpc.aio.insecure_channel(storage["address"]) as channel:
+    async with grpc_channel(storage["address"]) as channel:
         yield storage_pb2_grpc.StorageStub(channel)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from echo.v1 import storage_pb2, storage_pb2_grpc
-from tests.servicetools import start_grpc_service
+from tests.servicetools import grpc_channel, start_grpc_service
 
 USER = "alice"
 
@@ -138,7 +138,7 @@ async def test_oversize_audio_is_refused_and_leaves_nothing(storage, stub):
         storage["data_dir"] / "logs",
     )
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc_channel(address) as channel:
             small = storage_pb2_grpc.StorageStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await put(small, "sess-big/too_big.wav", big, chunk=64 * 1024)
@@ -212,13 +212,13 @@ async def test_missing_audio_is_not_found(stub):
 
 
 async def test_data_survives_a_restart(storage, log_dir):
-    async with grpc.aio.insecure_channel(storage["address"]) as channel:
+    async with grpc_channel(storage["address"]) as channel:
         stub = storage_pb2_grpc.StorageStub(channel)
         await stub.SaveTurn(turn("conv-durable", "2026-04-01T10:00:00.000000Z"))
         await put(stub, "sess-d/20260401T100000000000Z_output.wav", b"RIFF-data")
     assert storage["proc"].stop() == 0
     storage["proc"], storage["address"] = start_grpc_service("storage", storage["env"], log_dir)
-    async with grpc.aio.insecure_channel(storage["address"]) as channel:
+    async with grpc_channel(storage["address"]) as channel:
         stub = storage_pb2_grpc.StorageStub(channel)
         if storage["backend"] == "fake":
             # In memory by design: a new process starts empty.

@@ -10,6 +10,9 @@ locals {
     { name = key, value = merge(var.environment, local.telemetry_environment)[key] }
   ]
 
+  # Secrets Manager values ECS injects as environment variables (the execution role reads them).
+  secrets = [for key in sort(keys(var.secrets)) : { name = key, valueFrom = var.secrets[key] }]
+
   # The sidecar listens on localhost in the task's network namespace (awsvpc).
   telemetry_environment = {
     OTEL_EXPORTER_OTLP_ENDPOINT = "http://127.0.0.1:4317"
@@ -30,6 +33,7 @@ locals {
       }
     ]
     environment            = local.environment
+    secrets                = local.secrets
     readonlyRootFilesystem = true
     # Writable scratch space: the root filesystem is read-only.
     mountPoints = [

@@ -48,6 +48,12 @@ variable "environment" {
   type        = map(string)
 }
 
+variable "secrets" {
+  description = "Environment variables of the app container taken from Secrets Manager: name -> secret ARN."
+  type        = map(string)
+  default     = {}
+}
+
 variable "health_check_command" {
   description = "Container health check command (CMD form)."
   type        = list(string)
