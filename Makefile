@@ -24,6 +24,16 @@ space := $(subst ,, )
 RUN_EXTRAS := $(sort $(subst $(comma),$(space),$(EXTRAS)))
 RUN_STAMP := $(VENV)/.local-installed$(subst $(space),,$(addprefix -,$(RUN_EXTRAS)))
 
+# llama.cpp's build: on x86-64, AVX2/FMA/F16C code rather than -march=native. A native build on a CPU with
+# AMX (e.g. Xeon Sapphire Rapids) puts quantized weights in llama.cpp's AMX buffers, and decoding then
+# crashes (segfault in llama_decode, llama-cpp-python 0.3.36, seen on this project's machines).
+# pip caches the wheel it builds and reuses it whatever CMAKE_ARGS says: after changing this, rebuild it
+# with `CMAKE_ARGS=... .venv/bin/pip install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==...`.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+endif
+export CMAKE_ARGS ?= $(LLAMA_CMAKE_ARGS)
+
 # Reinstall when pyproject.toml changes. llama-cpp-python compiles from source the first time
 # (about 6 minutes on 2 cores); pip caches the wheel it builds. The extras come from the stamp's name.
 $(sort $(VENV)/.local-installed $(RUN_STAMP)): pyproject.toml | $(BIN)/python

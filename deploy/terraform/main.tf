@@ -328,6 +328,13 @@ module "gateway" {
     ECHO_GATEWAY_METRICS_SERVICE_NAME = local.session_metric.service_name
     ECHO_GATEWAY_METRICS_INTERVAL_S   = "60"
     ECHO_GATEWAY_SHUTDOWN_TIMEOUT_S   = tostring(local.gateway_shutdown_timeout)
+    # The names the gateway answers to (a request for any other Host is refused: DNS rebinding) and the
+    # web app's origins allowed to open a WebSocket (gateway/guard.py).
+    ECHO_GATEWAY_ALLOWED_HOSTS   = local.api_host
+    ECHO_GATEWAY_ALLOWED_ORIGINS = join(",", [for host in local.web_hosts : "https://${host}"])
+    # OIDC bearer tokens (e.g. a Cognito user pool) besides Echo's API keys; empty: API keys only.
+    ECHO_GATEWAY_JWT_ISSUER   = var.jwt_issuer
+    ECHO_GATEWAY_JWT_AUDIENCE = var.jwt_audience
   }
   # Open WebSocket sessions get this long to finish when a task is stopped (ECS caps stopTimeout at 120 s;
   # the ALB's deregistration delay drains them for longer before the stop signal).
@@ -360,5 +367,6 @@ module "gateway" {
 }
 
 locals {
-  api_host = var.domain_name != "" ? var.domain_name : aws_lb.main.dns_name
+  api_host  = var.domain_name != "" ? var.domain_name : aws_lb.main.dns_name
+  web_hosts = concat([aws_cloudfront_distribution.web.domain_name], var.web_aliases)
 }

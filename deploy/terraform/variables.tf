@@ -309,3 +309,15 @@ variable "service_token_version" {
   type        = number
   default     = 1
 }
+
+variable "jwt_issuer" {
+  description = "OIDC issuer whose RS256 JWTs the gateway accepts besides API keys (e.g. https://cognito-idp.REGION.amazonaws.com/POOL_ID); empty: API keys only"
+  type        = string
+  default     = ""
+}
+
+variable "jwt_audience" {
+  description = "Required audience of those JWTs (aud, or a Cognito access token's client_id)"
+  type        = string
+  default     = ""
+}
