@@ -24,7 +24,8 @@ import websockets
 from gateway.cloudwatch_metrics import DIMENSION_NAME, METRIC_NAME, publishing
 from gateway.config import GatewaySettings
 from services.common.config import ConfigError
-from tests.servicetools import ServiceProcess, free_port, start_gateway
+from tests.e2e.auth import auth_headers, create_key
+from tests.servicetools import ServiceProcess, free_port, start_gateway, start_grpc_service
 
 NAMESPACE = "Echo"
 DEADLINE_S = 90.0  # generous: a condition that holds at all holds long before this on a loaded machine
@@ -35,6 +36,7 @@ class Gateway:
     process: ServiceProcess
     url: str
     service_name: str
+    api_key: str
 
     @property
     def ws_url(self) -> str:
@@ -47,21 +49,34 @@ def _gateway_env(service_name: str, **extra: str) -> dict[str, str]:
         "ECHO_GATEWAY_METRICS_SERVICE_NAME": service_name,
         "ECHO_GATEWAY_METRICS_INTERVAL_S": "0.5",
         # Nothing listens there: these sessions never start a turn, so the services are never called.
-        **{f"ECHO_{svc}_ADDR": f"127.0.0.1:{free_port()}" for svc in ("STT", "LLM", "TTS", "STORAGE")},
+        **{f"ECHO_{svc}_ADDR": f"127.0.0.1:{free_port()}" for svc in ("STT", "LLM", "TTS")},
         **extra,
     }
 
 
+@pytest.fixture(scope="module")
+def key_storage(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A local storage service, only to check the sessions' API key: (its address, the key)."""
+    data_dir = tmp_path_factory.mktemp("metrics-storage")
+    process, address = start_grpc_service("storage", {"ECHO_DATA_DIR": str(data_dir)}, log_dir)
+    key, _ = create_key(address, "metrics-user")
+    yield address, key
+    process.stop()
+
+
 @pytest.fixture
-def start_metrics_gateway(aws_env: dict[str, str], log_dir: Path) -> Iterator[Any]:
+def start_metrics_gateway(
+    aws_env: dict[str, str], log_dir: Path, key_storage: tuple[str, str]
+) -> Iterator[Any]:
     """Starts `python -m gateway` processes publishing to moto (aws_env); stops them afterwards."""
     started: list[ServiceProcess] = []
 
     def start(**extra: str) -> Gateway:
         name = f"echo-test-{uuid.uuid4().hex[:8]}-gateway"
-        process, url = start_gateway(_gateway_env(name, **extra), log_dir, name=name)
+        env = _gateway_env(name, ECHO_STORAGE_ADDR=key_storage[0], **extra)
+        process, url = start_gateway(env, log_dir, name=name)
         started.append(process)
-        return Gateway(process, url, name)
+        return Gateway(process, url, name, key_storage[1])
 
     yield start
     for process in started:
@@ -106,7 +121,8 @@ async def _until_published(cloudwatch: Any, gateway: Gateway, sessions: int) -> 
 
 @asynccontextmanager
 async def _sessions(gateway: Gateway, count: int) -> AsyncIterator[list[Any]]:
-    opened = [await websockets.connect(gateway.ws_url) for _ in range(count)]
+    headers = auth_headers(gateway.api_key)
+    opened = [await websockets.connect(gateway.ws_url, additional_headers=headers) for _ in range(count)]
     try:
         yield opened
     finally:

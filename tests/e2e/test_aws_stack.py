@@ -16,6 +16,7 @@ from tests.aws.bedrock_standin import BedrockStandIn, ModelScript
 from tests.aws.conftest import isolated_aws_env, tls_files, transcribe_standin  # noqa: F401 (fixtures)
 from tests.aws.storage_standin import aws_stand_in
 from tests.conftest import require_model
+from tests.e2e.auth import auth_headers, create_key
 from tests.e2e.test_voice_turn import wait_for_turns
 from tests.servicetools import start_gateway, start_grpc_service
 from tests.speech import speech_pcm
@@ -60,7 +61,8 @@ def aws_stack(log_dir, transcribe_standin):  # noqa: F811 (the fixture imported 
         }
         gateway, base = start_gateway(env, log_dir, name="gateway-aws")
         started.append(gateway)
-        yield base, transcribe_standin, bedrock
+        key, _ = create_key(storage_addr, "aws-user")  # kept (hashed) in DynamoDB's users table
+        yield base, transcribe_standin, bedrock, key
     finally:
         for proc in reversed(started):
             proc.stop()
@@ -69,12 +71,12 @@ def aws_stack(log_dir, transcribe_standin):  # noqa: F811 (the fixture imported 
 
 
 async def test_spoken_turn_through_transcribe_bedrock_polly_and_dynamodb(aws_stack):
-    base, transcribe, bedrock = aws_stack
+    base, transcribe, bedrock, key = aws_stack
     transcribe.script(transcript=SCRIPTED)
     # Bedrock's reply is made from what reached it: the transcript, as the last user message.
     bedrock.models[HAIKU] = ModelScript(reply="You asked: {user}.")
     pcm = speech_pcm("What is the capital of France?", 16000)
-    async with VoiceClient(base.replace("http://", "ws://") + "/v1/voice") as client:
+    async with VoiceClient(base.replace("http://", "ws://") + "/v1/voice", token=key) as client:
         started = await client.start()
         result = await client.talk(pcm, 16000, realtime=True)
     assert not result.errors, result.errors
@@ -110,12 +112,12 @@ async def test_spoken_turn_through_transcribe_bedrock_polly_and_dynamodb(aws_sta
     (record,) = transcribe.records()
     assert record["http_version"] == "2"
     # The turn, with the same usage and cost, in DynamoDB; its audio in S3 behind presigned URLs.
-    conversation = await wait_for_turns(base, started["conversation_id"], 1)
+    conversation = await wait_for_turns(base, started["conversation_id"], 1, headers=auth_headers(key))
     turn = conversation["turns"][0]
     assert turn["client_input"] == SCRIPTED and turn["agent_response"] == result.reply_text
     assert turn["metadata"]["models"]["llm"] == HAIKU
     assert turn["metadata"]["usage"] == usage
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=base, headers=auth_headers(key)) as http:
         for key in (turn["input_audio_key"], turn["output_audio_key"]):
             reply = await http.get(f"/v1/conversations/{started['conversation_id']}/audio/{key}")
             assert reply.status_code == 307 and "X-Amz-Signature=" in reply.headers["location"]
