@@ -20,7 +20,8 @@ class StorageSettings:
     host: str = field(default="127.0.0.1", metadata={"help": "bind address"})
     port: int = field(default=50054, metadata={"help": "gRPC port"})
     max_audio_bytes: int = field(default=50 * 1024 * 1024, metadata={"help": "largest audio object"})
-    presign_seconds: int = field(default=900, metadata={"help": "lifetime of presigned audio URLs"})
+    # Minutes, not hours: a leaked link stops working soon; the web client asks again for each play.
+    presign_seconds: int = field(default=300, metadata={"help": "lifetime of presigned audio URLs"})
     retention_days: int = field(
         default=30,
         metadata={

@@ -13,7 +13,7 @@ from services.storage.backends.base import StorageBackend, check_id, check_key, 
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    def __init__(self, backend: StorageBackend, max_audio_bytes: int, presign_seconds: int = 900) -> None:
+    def __init__(self, backend: StorageBackend, max_audio_bytes: int, presign_seconds: int = 300) -> None:
         self.backend = backend
         self.max_audio_bytes = max_audio_bytes
         self.presign_seconds = presign_seconds

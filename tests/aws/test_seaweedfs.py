@@ -94,7 +94,7 @@ async def test_presigned_url_is_what_grants_access(stand_in, backend):
     key = "sess-w/20260101T100001000000Z_output.wav"
     await put(backend, key, audio)
     url = await backend.audio.url(USER, key)
-    assert "X-Amz-Signature=" in url and "X-Amz-Expires=900" in url
+    assert "X-Amz-Signature=" in url and "X-Amz-Expires=300" in url
     async with httpx.AsyncClient() as http:
         fetched = await http.get(url)  # plain HTTP, no AWS credentials
         assert fetched.status_code == 200 and fetched.content == audio

@@ -260,7 +260,7 @@ async def test_audio_url_is_presigned_for_object_stores(storage, stub):
     if storage["backend"] in ("local", "fake"):
         assert reply.url == "" and reply.expires_in_s == 0  # served through GetAudio instead
         return
-    assert "X-Amz-Signature=" in reply.url and reply.expires_in_s == 900
+    assert "X-Amz-Signature=" in reply.url and reply.expires_in_s == 300
     async with httpx.AsyncClient() as http:
         fetched = await http.get(reply.url)
     assert fetched.status_code == 200 and fetched.content == b"RIFF-presigned"
