@@ -275,8 +275,9 @@ class VoiceClient:
         elif isinstance(event, Error):
             result.errors.append(item.raw)
             # An error outside a turn ends the wait; so does a failed transcription, after which
-            # no reply follows for that utterance (docs/protocol.md, "STT fails").
-            return not event.turn_id or event.code.startswith("stt_")
+            # no reply follows for that utterance (docs/protocol.md, "STT fails"), and a refused turn
+            # ("Quotas": rate_limited, quota_exceeded).
+            return not event.turn_id or event.code.startswith("stt_") or event.retry_after_s is not None
         return isinstance(event, Closed)
 
     @staticmethod

@@ -233,7 +233,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             }
         )
 
-    @app.get("/v1/conversations/{conversation_id}/audio/{key:path}", response_model=None)
     @app.delete("/v1/conversations/{conversation_id}", status_code=204, response_model=None)
     async def delete_conversation(request: Request, conversation_id: str) -> Response | JSONResponse:
         try:

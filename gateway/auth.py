@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,7 @@ class Authenticator:
     def __init__(self, settings: GatewaySettings, storage: storage_pb2_grpc.StorageStub) -> None:
         self.settings = settings
         self.storage = storage
+        self.verified: dict[str, tuple[Principal, float]] = {}  # key sha256 -> principal, when confirmed
         self.jwks: jwt.PyJWKClient | None = None
         if settings.jwt_issuer:
             url = settings.jwt_jwks_url or settings.jwt_issuer.rstrip("/") + "/.well-known/jwks.json"
@@ -93,21 +95,39 @@ class Authenticator:
         raise unauthorized("the bearer token is not an Echo API key" + (" or a JWT" if self.jwks else ""))
 
     async def _api_key(self, token: str) -> Principal:
+        digest = key_sha256(token)
         try:
             key = await self.storage.LookupApiKey(
-                storage_pb2.LookupApiKeyRequest(key_sha256=key_sha256(token)),
-                timeout=self.settings.storage_timeout_s,
+                storage_pb2.LookupApiKeyRequest(key_sha256=digest), timeout=self.settings.storage_timeout_s
             )
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.NOT_FOUND:
+                self.verified.pop(digest, None)
                 raise unauthorized("unknown API key") from None
-            log.warning("API key lookup failed: %s", e.details())
-            raise Refusal(
-                503, ErrorCode.STORAGE_UNAVAILABLE, "keys cannot be checked now: storage is unavailable"
-            ) from None
+            return self._while_storage_is_down(digest, e)
         if key.revoked_at:
+            self.verified.pop(digest, None)
             raise unauthorized(f"API key {key.key_id} was revoked at {key.revoked_at}")
-        return Principal(key.user_id, "api_key", key.key_id)
+        principal = Principal(key.user_id, "api_key", key.key_id)
+        self.verified[digest] = (principal, time.monotonic())
+        return principal
+
+    def _while_storage_is_down(self, digest: str, error: grpc.aio.AioRpcError) -> Principal:
+        """Stale-if-error: storage is asked every time (a revocation applies at once), but while it is
+        down a key it confirmed within ``key_grace_s`` still opens sessions, so a storage outage does
+        not lock out the users it does not otherwise stop (their turns are kept and saved later)."""
+        known = self.verified.get(digest)
+        if known is not None and time.monotonic() - known[1] <= self.settings.key_grace_s:
+            log.warning(
+                "storage unavailable (%s): API key %s accepted as last confirmed",
+                error.code().name,
+                known[0].key_id,
+            )
+            return known[0]
+        log.warning("API key lookup failed: %s", error.details())
+        raise Refusal(
+            503, ErrorCode.STORAGE_UNAVAILABLE, "keys cannot be checked now: storage is unavailable"
+        )
 
     async def _jwt(self, token: str) -> Principal:
         assert self.jwks is not None

@@ -72,6 +72,9 @@ class GatewaySettings:
     jwt_algorithms: list[str] = field(
         default_factory=lambda: ["RS256"], metadata={"help": "accepted JWT algorithms"}
     )
+    key_grace_s: float = field(
+        default=600.0, metadata={"help": "while storage is down, accept API keys it confirmed this recently"}
+    )
     jwt_leeway_s: float = field(default=30.0, metadata={"help": "clock skew allowed on exp/nbf"})
     allowed_hosts: list[str] = field(
         default_factory=list,

@@ -145,7 +145,7 @@ def test_users_delete_asks_on_a_terminal(storage_addr) -> None:
             os.write(controller, answer.encode())
             return subprocess.run(
                 [sys.executable, "-m", "echo_voice.cli", "users", "delete", user],
-                env={**os.environ, "ECHO_STORAGE_ADDR": storage_addr},
+                env={**os.environ, "ECHO_STORAGE_ADDR": storage_addr, "ECHO_SERVICE_TOKEN": SERVICE_TOKEN},
                 stdin=terminal,
                 capture_output=True,
                 text=True,

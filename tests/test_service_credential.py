@@ -30,7 +30,11 @@ def storage_address(log_dir, tmp_path_factory):
 async def test_a_forged_turn_is_refused(storage_address):
     async def save_turn(channel: grpc.aio.Channel) -> storage_pb2.Turn:
         turn = storage_pb2.Turn(
-            conversation_id="c1", timestamp="2026-01-01T00:00:00.000000Z", session_id="s1", turn_id="t1"
+            conversation_id="c1",
+            timestamp="2026-01-01T00:00:00.000000Z",
+            session_id="s1",
+            turn_id="t1",
+            user_id="u1",
         )
         return await storage_pb2_grpc.StorageStub(channel).SaveTurn(turn, timeout=10)
 
@@ -42,7 +46,7 @@ async def test_overwriting_audio_is_refused(storage_address):
 
     async def put_audio(channel: grpc.aio.Channel) -> storage_pb2.PutAudioResponse:
         async def messages():
-            yield storage_pb2.PutAudioRequest(key="c1/t1.wav", content_type="audio/wav")
+            yield storage_pb2.PutAudioRequest(key="c1/t1.wav", content_type="audio/wav", user_id="u1")
             yield storage_pb2.PutAudioRequest(data=b"RIFF" + bytes(100))
 
         return await storage_pb2_grpc.StorageStub(channel).PutAudio(messages(), timeout=10)

@@ -28,6 +28,18 @@ TEST_ENV = {
 }
 
 
+UNLIMITED = {
+    f"ECHO_GATEWAY_{limit}": "0"
+    for limit in (
+        "SESSIONS_PER_USER",
+        "TURNS_PER_MINUTE",
+        "REQUESTS_PER_MINUTE",
+        "AUDIO_S_PER_DAY",
+        "SPEND_USD_PER_DAY",
+    )
+}
+
+
 @dataclass
 class Stack:
     base: str  # gateway http://host:port
@@ -57,6 +69,8 @@ def stack(log_dir, tmp_path_factory):
         gateway_env = {f"ECHO_{n.upper()}_ADDR": a for n, a in addresses.items()}
         # Low temperature keeps replies short and on-topic; the assertions do not depend on wording.
         gateway_env |= {"ECHO_GATEWAY_TEMPERATURE": "0.2", "ECHO_GATEWAY_MAX_TOKENS": "60"}
+        # The whole suite talks as one user, faster than a person: per-user limits are test_auth's.
+        gateway_env |= UNLIMITED
         processes["gateway"], base = start_gateway(gateway_env, log_dir)
         yield Stack(base, addresses, processes)
     finally:
@@ -74,7 +88,8 @@ def gateway_with(stack, log_dir):
         gateway_env = {f"ECHO_{n.upper()}_ADDR": a for n, a in stack.addresses.items()}
         for name in dead:
             gateway_env[f"ECHO_{name.upper()}_ADDR"] = f"127.0.0.1:{free_port()}"  # nothing listens there
-        gateway_env |= {"ECHO_GATEWAY_TEMPERATURE": "0.2", "ECHO_GATEWAY_MAX_TOKENS": "40", **(env or {})}
+        gateway_env |= {"ECHO_GATEWAY_TEMPERATURE": "0.2", "ECHO_GATEWAY_MAX_TOKENS": "40", **UNLIMITED}
+        gateway_env |= env or {}
         proc, base = start_gateway(gateway_env, log_dir, name=f"gateway-{len(started)}-{'-'.join(dead)}")
         started.append(proc)
         return base

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from echo_voice.client import VoiceClient
-from tests.e2e.auth import auth_headers
+from tests.e2e.auth import auth_headers, create_key
 from tests.e2e.test_voice_turn import wait_for_turns
-from tests.servicetools import ServiceProcess, free_port
+from tests.servicetools import ServiceProcess, free_port, start_grpc_service
 from tests.speech import speech_pcm, words
 
 
@@ -119,10 +119,10 @@ async def test_bad_session_start_is_refused_and_a_good_one_then_works(stack, sta
         await still_works(client)
 
 
-async def wait_ready(base: str, limit_s: float = 60.0) -> None:
+async def wait_ready(base: str, key: str | None = None, limit_s: float = 60.0) -> None:
     """Until the gateway's /readyz sees every service SERVING again (its channels reconnect with a
     short backoff after a service comes back)."""
-    async with httpx.AsyncClient(base_url=base, headers=auth_headers()) as http:
+    async with httpx.AsyncClient(base_url=base, headers=auth_headers(key)) as http:
         for _ in range(int(limit_s / 0.2)):
             if (await http.get("/readyz")).status_code == 200:
                 return
@@ -240,13 +240,16 @@ async def test_storage_dying_mid_conversation_loses_nothing(gateway_with, log_di
         return proc
 
     storage = await start_storage("storage-dies")
+    key, _ = await asyncio.to_thread(create_key, address, "test-user")
     try:
         base = gateway_with(env={"ECHO_STORAGE_ADDR": address})
-        async with VoiceClient(ws_url(base)) as client:
+        async with VoiceClient(ws_url(base), token=key) as client:
             started = await client.start()
             await client.send({"type": "input.text", "text": "Say OK."})
             first = await client.collect_turn()
-            before = (await wait_for_turns(base, started["conversation_id"], 1))["turns"][0]
+            before = (await wait_for_turns(base, started["conversation_id"], 1, headers=auth_headers(key)))[
+                "turns"
+            ][0]
 
             assert storage.proc is not None
             os.killpg(storage.proc.pid, signal.SIGKILL)  # no graceful shutdown: it just dies
@@ -259,13 +262,15 @@ async def test_storage_dying_mid_conversation_loses_nothing(gateway_with, log_di
             assert error["turn_id"] == second.done["turn_id"]
 
             storage = await start_storage("storage-restarted")  # same port, same data directory
-            await wait_ready(base)
+            await wait_ready(base, key)
             await client.send({"type": "input.text", "text": "Say no."})
             third = await client.collect_turn()
             assert third.done and not third.errors
             await client.send({"type": "session.end"})
             assert (await client.expect("session.ended"))["unsaved_turns"] == 0
-        turns = (await wait_for_turns(base, started["conversation_id"], 3))["turns"]
+        turns = (await wait_for_turns(base, started["conversation_id"], 3, headers=auth_headers(key)))[
+            "turns"
+        ]
         assert [t["turn_id"] for t in turns] == [
             first.done["turn_id"],
             second.done["turn_id"],
@@ -273,7 +278,7 @@ async def test_storage_dying_mid_conversation_loses_nothing(gateway_with, log_di
         ]
         assert turns[0] == before  # the turn stored before the crash is intact
         assert turns[1]["agent_response"] == second.reply_text  # the failed save, retried
-        async with httpx.AsyncClient(base_url=base, headers=auth_headers()) as http:
+        async with httpx.AsyncClient(base_url=base, headers=auth_headers(key)) as http:
             for turn in turns:
                 audio = await http.get(
                     f"/v1/conversations/{started['conversation_id']}/audio/{turn['output_audio_key']}"
@@ -304,9 +309,14 @@ async def test_dead_stt_reports_and_typed_input_still_works(gateway_with):
         await still_works(client)
 
 
-async def test_dead_storage_keeps_the_conversation_going(gateway_with):
-    base = gateway_with(dead=("storage",))
-    async with VoiceClient(ws_url(base)) as client:
+async def test_dead_storage_keeps_the_conversation_going(gateway_with, log_dir, tmp_path):
+    data_dir = str(tmp_path / "data")
+    storage, address = start_grpc_service("storage", {"ECHO_DATA_DIR": data_dir}, log_dir)
+    key, _ = create_key(address, "test-user")
+    base = gateway_with(env={"ECHO_STORAGE_ADDR": address})
+    async with VoiceClient(ws_url(base), token=key) as client:
+        # The key was checked at the upgrade; from here on storage is dead.
+        await asyncio.to_thread(storage.stop)
         await client.start()
         await client.send({"type": "input.text", "text": "Say OK."})
         first = await client.collect_turn()
@@ -330,7 +340,8 @@ async def test_dead_storage_keeps_the_conversation_going(gateway_with):
         # The second turn's save failed too, and says so before the session ends.
         assert late_errors == ["storage_unavailable"]
         assert event["unsaved_turns"] == 2
-    async with httpx.AsyncClient(base_url=base, headers=auth_headers()) as http:
+    # A key storage confirmed minutes ago still gets through while it is down (stale-if-error).
+    async with httpx.AsyncClient(base_url=base, headers=auth_headers(key)) as http:
         reply = await http.get("/v1/conversations")
         assert reply.status_code == 503 and reply.json()["error"]["code"] == "storage_unavailable"
         ready = await http.get("/readyz")
