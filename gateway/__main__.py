@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from gateway import config
+from gateway import config, redact
 from gateway.app import create_app
 from services.common.grpc_server import configure_logging
 
@@ -12,7 +12,7 @@ from services.common.grpc_server import configure_logging
 def main() -> None:
     settings = config.load()
     configure_logging(settings.log_level)
-    uvicorn.run(
+    server_config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -21,6 +21,8 @@ def main() -> None:
         # uvicorn annotates int but takes any number of seconds.
         timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
     )
+    redact.install()  # after uvicorn's Config set up its loggers
+    uvicorn.Server(server_config).run()
 
 
 if __name__ == "__main__":

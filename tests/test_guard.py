@@ -115,3 +115,18 @@ def test_jwt_subjects_become_storage_ids():
     assert jwt_user_id("3f1c-uuid") == "3f1c-uuid"
     odd = jwt_user_id("auth0|12345")
     assert odd.startswith("sub-") and odd == jwt_user_id("auth0|12345") and len(odd) == 36
+
+
+def test_tokens_in_query_strings_are_redacted_from_logs():
+    import logging
+
+    from gateway.redact import RedactTokens, redact
+
+    assert redact("/v1/voice?access_token=ek_1_secret") == "/v1/voice?access_token=<redacted>"
+    assert redact("/?token=ek_1_s&x=1") == "/?token=<redacted>&x=1"
+    assert redact("/v1/voice?mytoken=keep") == "/v1/voice?mytoken=keep"
+    record = logging.LogRecord(
+        "uvicorn.access", 20, "", 0, '%s - "%s %s"', ("1.2.3.4", "GET", "/?token=ek_9"), None
+    )
+    RedactTokens().filter(record)
+    assert "ek_9" not in record.getMessage()

@@ -53,6 +53,11 @@ async def test_the_websocket_takes_the_token_as_a_query_parameter(stack):
     key, _ = create_key(stack.addresses["storage"], "dave")
     async with VoiceClient(f"{stack.ws}?access_token={key}", token="") as client:
         assert (await client.start())["session_id"]
+    async with httpx.AsyncClient(base_url=stack.base) as http:
+        assert (await http.get("/v1/conversations", params={"access_token": key})).status_code == 200
+    # uvicorn logs each request target: the token in it is redacted.
+    log = stack.processes["gateway"].log_path.read_text()
+    assert "access_token=<redacted>" in log and key not in log
 
 
 @pytest.fixture(scope="module")
