@@ -17,10 +17,10 @@ import jwt
 from echo.v1 import storage_pb2, storage_pb2_grpc
 from gateway.config import GatewaySettings
 from gateway.events import ErrorCode
+from services.common import apikeys
 
 log = logging.getLogger("echo.gateway.auth")
 
-API_KEY_PREFIX = "ek_"
 _USER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")  # what storage takes as an id
 
 
@@ -63,10 +63,6 @@ def bearer_token(headers: dict[str, str], query: dict[str, str]) -> str:
     return query.get("access_token", "").strip()
 
 
-def key_sha256(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def jwt_user_id(subject: str) -> str:
     """A JWT's ``sub`` as a storage user id: itself when it fits, else a stable digest of it."""
     if _USER_ID.match(subject):
@@ -88,14 +84,14 @@ class Authenticator:
     async def authenticate(self, token: str) -> Principal:
         if not token:
             raise unauthorized("no bearer token: send Authorization: Bearer <token> or ?access_token=")
-        if token.startswith(API_KEY_PREFIX):
+        if token.startswith(apikeys.PREFIX):
             return await self._api_key(token)
         if self.jwks is not None and token.count(".") == 2:
             return await self._jwt(token)
         raise unauthorized("the bearer token is not an Echo API key" + (" or a JWT" if self.jwks else ""))
 
     async def _api_key(self, token: str) -> Principal:
-        digest = key_sha256(token)
+        digest = apikeys.sha256_of(token)
         try:
             key = await self.storage.LookupApiKey(
                 storage_pb2.LookupApiKeyRequest(key_sha256=digest), timeout=self.settings.storage_timeout_s
